@@ -1,0 +1,728 @@
+import { EventEmitter } from 'node:events';
+import { Cluster, type ServerNode } from '../cluster/cluster.js';
+import type { ConnectionSettings } from '../connection/connection.js';
+import {
+  MemcachedConnectionError,
+  MemcachedError,
+  MemcachedSerdeError,
+  MemcachedValueError,
+} from '../errors.js';
+import { resolveOptions, type MemcachedOptions, type ResolvedOptions } from '../options.js';
+import {
+  encodeArith,
+  encodeDelete,
+  encodeFlushAll,
+  encodeRetrieval,
+  encodeStats,
+  encodeStorage,
+  encodeTouch,
+  encodeVersion,
+  type StorageCommand,
+} from '../protocol/encoder.js';
+import type { ReplyKind, RetrievedItem, StorageStatus } from '../protocol/replies.js';
+import { compress, decompress } from '../serde/compression.js';
+import { FLAG_COMPRESSED } from '../serde/serde.js';
+import { checkCas, checkDelta, checkNoreply, checkTtl, wireKey } from './validation.js';
+import {
+  buildInterceptors,
+  isIgnorableError,
+  type CommandContext,
+  type Interceptor,
+} from './interceptors.js';
+
+/** Options of a storage call. */
+export interface StorageOptions {
+  /** Seconds (memcached semantics): 0 = never, up to 30 days relative, larger = unix time. */
+  ttl?: number;
+  /** Do not wait for the server's answer; the call resolves `true` once written. */
+  noreply?: boolean;
+}
+
+/** A value with its cas token, as returned by `gets`. */
+export interface CasValue<T> {
+  value: T;
+  /** Opaque token for {@link MemcachedClient.cas}. */
+  cas: string;
+}
+
+/** Entries for setMany: a plain object, a Map, or an iterable of `[key, value]` pairs. */
+export type SetManyEntries<T = unknown> =
+  Readonly<Record<string, T>> | ReadonlyMap<string, T> | Iterable<readonly [string, T]>;
+
+/** Events a client emits. */
+export interface MemcachedClientEvents {
+  /** A server was marked dead (failover). */
+  serverDown: [{ server: string; error: MemcachedError }];
+  /** A dead server answered its probe and rejoined. */
+  serverUp: [{ server: string }];
+  /** With `ignoreErrors`, an error that was turned into a miss / `false`. */
+  ignoredError: [{ command: string; error: MemcachedError }];
+}
+
+/** Keys per get request line; larger multi-gets are pipelined in several requests. */
+const MULTI_GET_CHUNK = 100;
+/** Decompressed values larger than this are refused (zip-bomb guard), unless maxValueSize is larger. */
+const MAX_DECOMPRESSED = 64 * 1024 * 1024;
+
+interface Encoded {
+  data: Buffer;
+  flags: number;
+}
+
+/**
+ * A memcached client on the text protocol: pooled connections to one or many servers, keys
+ * placed by consistent hashing, typed values through a pluggable serde. Works without Nest.
+ *
+ * ```ts
+ * const mc = new MemcachedClient({ servers: ['10.0.0.1:11211:2', '10.0.0.2:11211'] });
+ * await mc.set('user:1', { name: 'Ada' }, { ttl: 60 });
+ * const user = await mc.get<{ name: string }>('user:1');
+ * await mc.close();
+ * ```
+ */
+export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
+  /** The options in force, validated and with defaults applied. */
+  readonly options: Readonly<ResolvedOptions>;
+  private readonly cluster: Cluster;
+  private readonly prefix: string;
+  private readonly prefixBytes: number;
+  private readonly interceptors: readonly Interceptor[];
+  private closed = false;
+
+  constructor(options: MemcachedOptions = {}) {
+    super();
+    const o = resolveOptions(options);
+    this.options = o;
+    this.prefix = o.keyPrefix;
+    this.prefixBytes = o.keyPrefixBytes;
+    const settings: ConnectionSettings = {
+      connectTimeout: o.connectTimeout,
+      tls: o.tls,
+      auth: o.auth,
+      keepAlive: o.keepAlive,
+      parserLimits: { maxLineLength: 8192, maxValueLength: o.maxValueSize },
+      backoffMin: 50,
+      backoffMax: Math.min(1000, o.failover ? o.failover.retryTimeout : 1000),
+    };
+    const failover = o.failover
+      ? { enabled: true, ...o.failover }
+      : { enabled: false, failureThreshold: 3, deadTimeout: 10_000, retryTimeout: 1000 };
+    this.cluster = new Cluster(o.servers, o.hashing, o.poolSize, settings, failover, {
+      serverDown: (server, error) => this.emit('serverDown', { server, error }),
+      serverUp: (server) => this.emit('serverUp', { server }),
+    });
+    this.interceptors = buildInterceptors(o, (command, error) =>
+      this.emit('ignoredError', { command, error }),
+    );
+  }
+
+  /** Server ids (`host:port`, `[v6]:port` or socket path) in configuration order. */
+  get servers(): string[] {
+    return this.cluster.all.map((n) => n.id);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Retrieval
+
+  /** The value of `key`, or `undefined` on a miss. */
+  get<T = unknown>(key: string): Promise<T | undefined> {
+    return this.intercept('get', [key], undefined, () => this.getOne<T>('get', key));
+  }
+
+  /** The value and its cas token, or `undefined` on a miss. */
+  gets<T = unknown>(key: string): Promise<CasValue<T> | undefined> {
+    return this.intercept('gets', [key], undefined, async () => {
+      const found = await this.retrieveOne('gets', key, undefined);
+      if (found === undefined) return undefined;
+      return { value: (await this.decode(key, found)) as T, cas: found.cas! };
+    });
+  }
+
+  /** `gat`: the value of `key` (or `undefined`), setting its TTL to `ttl` seconds. */
+  getAndTouch<T = unknown>(key: string, ttl: number): Promise<T | undefined> {
+    return this.intercept('getAndTouch', [key], undefined, async () => {
+      const found = await this.retrieveOne('gat', key, checkTtl(ttl, 'getAndTouch', key));
+      return found === undefined ? undefined : ((await this.decode(key, found)) as T);
+    });
+  }
+
+  /** The hits among `keys` (one request per server, in parallel). */
+  getMany<T = unknown>(keys: Iterable<string>): Promise<Map<string, T>> {
+    const list = [...keys];
+    return this.intercept('getMany', list, new Map<string, T>(), async () => {
+      const out = new Map<string, T>();
+      for (const [key, item] of await this.retrieveMany('get', 'getMany', list)) {
+        out.set(key, (await this.decode(key, item)) as T);
+      }
+      return out;
+    });
+  }
+
+  /** The hits among `keys` with their cas tokens. */
+  getsMany<T = unknown>(keys: Iterable<string>): Promise<Map<string, CasValue<T>>> {
+    const list = [...keys];
+    return this.intercept('getsMany', list, new Map<string, CasValue<T>>(), async () => {
+      const out = new Map<string, CasValue<T>>();
+      for (const [key, item] of await this.retrieveMany('gets', 'getsMany', list)) {
+        out.set(key, { value: (await this.decode(key, item)) as T, cas: item.cas! });
+      }
+      return out;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Storage
+
+  /** Stores `value` under `key`. */
+  set(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
+    return this.store('set', key, value, opts);
+  }
+
+  /** Stores only if the key does not exist; `false` when it does. */
+  add(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
+    return this.store('add', key, value, opts);
+  }
+
+  /** Stores only if the key exists; `false` when it does not. */
+  replace(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
+    return this.store('replace', key, value, opts);
+  }
+
+  /** Appends raw bytes (string as UTF-8, or a Buffer) to an existing value; `false` when missing. */
+  append(key: string, value: string | Buffer, opts?: StorageOptions): Promise<boolean> {
+    return this.store('append', key, value, opts);
+  }
+
+  /** Prepends raw bytes to an existing value; `false` when missing. */
+  prepend(key: string, value: string | Buffer, opts?: StorageOptions): Promise<boolean> {
+    return this.store('prepend', key, value, opts);
+  }
+
+  /** Stores only if the item is unchanged since `gets` returned `cas`; `false` when stale or gone. */
+  cas(key: string, value: unknown, cas: string, opts?: StorageOptions): Promise<boolean> {
+    return this.store('cas', key, value, opts, cas);
+  }
+
+  /** Stores many entries (pipelined per server); resolves to the keys that were NOT stored. */
+  setMany(entries: SetManyEntries, opts?: StorageOptions): Promise<string[]> {
+    const pairs = toPairs(entries);
+    return this.intercept(
+      'setMany',
+      pairs.map((p) => p[0]),
+      pairs.map((p) => p[0]),
+      () => this.storeMany(pairs, opts),
+    );
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Other key commands
+
+  /** Deletes `key`; `false` when it was missing. */
+  delete(key: string): Promise<boolean> {
+    return this.intercept('delete', [key], false, async () => {
+      const k = wireKey(key, this.prefix, this.prefixBytes, 'delete');
+      return (await this.send(key, 'delete', 'delete', encodeDelete(k))) as boolean;
+    });
+  }
+
+  /** Deletes many keys (pipelined per server); resolves to how many existed. */
+  deleteMany(keys: Iterable<string>): Promise<number> {
+    const list = [...new Set(keys)];
+    return this.intercept('deleteMany', list, 0, async () => {
+      const wire = list.map((k) => wireKey(k, this.prefix, this.prefixBytes, 'deleteMany'));
+      const results = await this.fanOut(
+        'deleteMany',
+        list.map((key, i) => ({ key, kind: 'delete' as const, data: encodeDelete(wire[i]!) })),
+      );
+      return results.filter((r) => r === true).length;
+    });
+  }
+
+  /** Sets the TTL of `key`; `false` when it is missing. */
+  touch(key: string, ttl: number): Promise<boolean> {
+    return this.intercept('touch', [key], false, async () => {
+      const k = wireKey(key, this.prefix, this.prefixBytes, 'touch');
+      const t = checkTtl(ttl, 'touch', key);
+      return (await this.send(key, 'touch', 'touch', encodeTouch(k, t))) as boolean;
+    });
+  }
+
+  /**
+   * Adds `delta` to a decimal value (unsigned 64-bit, wraps at 2^64). `undefined` when missing.
+   * A `bigint` delta resolves to an exact `bigint`; with a `number` delta a result above 2^53 - 1
+   * rejects with MemcachedValueError carrying the exact value (the server did apply it).
+   */
+  incr(key: string, delta?: number): Promise<number | undefined>;
+  incr(key: string, delta: bigint): Promise<bigint | undefined>;
+  incr(key: string, delta: number | bigint = 1): Promise<number | bigint | undefined> {
+    return this.arith('incr', key, delta);
+  }
+
+  /** Subtracts `delta` (stops at 0). `undefined` when missing. See {@link incr} for number types. */
+  decr(key: string, delta?: number): Promise<number | undefined>;
+  decr(key: string, delta: bigint): Promise<bigint | undefined>;
+  decr(key: string, delta: number | bigint = 1): Promise<number | bigint | undefined> {
+    return this.arith('decr', key, delta);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Whole-cluster commands
+
+  /** Invalidates every item on every server, optionally after `delaySeconds`. */
+  async flushAll(delaySeconds?: number): Promise<void> {
+    if (delaySeconds !== undefined) checkTtl(delaySeconds, 'flushAll');
+    if (delaySeconds !== undefined && delaySeconds < 0) {
+      throw new MemcachedValueError('flushAll: delaySeconds must not be negative', {
+        command: 'flushAll',
+      });
+    }
+    await this.intercept('flushAll', [], undefined, async () => {
+      await this.onEveryServer('flushAll', 'ok', encodeFlushAll(delaySeconds));
+    });
+  }
+
+  /** `stats [group]` of every server, keyed by server id. */
+  stats(group?: string): Promise<Record<string, Record<string, string>>> {
+    if (group !== undefined && (typeof group !== 'string' || !/^[a-z_]{1,32}$/.test(group))) {
+      return Promise.reject(
+        new MemcachedValueError(
+          `stats: group must be a stats group name such as 'items', 'slabs', 'settings', 'sizes' or 'conns', got ${JSON.stringify(group)}`,
+          { command: 'stats' },
+        ),
+      );
+    }
+    return this.intercept('stats', [], {}, async () => {
+      return (await this.onEveryServer('stats', 'stats', encodeStats(group))) as Record<
+        string,
+        Record<string, string>
+      >;
+    });
+  }
+
+  /** The version of every server, keyed by server id. */
+  version(): Promise<Record<string, string>> {
+    return this.intercept('version', [], {}, async () => {
+      return (await this.onEveryServer('version', 'version', encodeVersion())) as Record<
+        string,
+        string
+      >;
+    });
+  }
+
+  /**
+   * Closes every socket. Calls still waiting get `graceMs` (default 0) to finish; the rest are
+   * rejected with MemcachedConnectionError. Later calls reject too. Leaves no timers behind.
+   */
+  async close(graceMs = 0): Promise<void> {
+    this.closed = true;
+    await this.cluster.close(graceMs);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Internals
+
+  private intercept<T>(
+    command: string,
+    keys: readonly string[],
+    onIgnoredError: T,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(
+        new MemcachedConnectionError(
+          `${command}: the memcached client is closed; create a new client`,
+          { command },
+        ),
+      );
+    }
+    if (this.interceptors.length === 0) return run();
+    const ctx: CommandContext = { command, keys, attempt: 1, fallback: onIgnoredError };
+    let i = 0;
+    const next = (): Promise<unknown> => {
+      const interceptor = this.interceptors[i++];
+      if (interceptor === undefined) {
+        i = this.interceptors.length;
+        return run();
+      }
+      const depth = i;
+      return interceptor(ctx, () => {
+        i = depth;
+        return next();
+      });
+    };
+    return next() as Promise<T>;
+  }
+
+  /** Sends one request to the server for `key` and records the outcome for failover. */
+  private async send(
+    key: string,
+    kind: ReplyKind,
+    command: string,
+    data: Buffer | Buffer[],
+    keys?: readonly string[],
+    noreply = false,
+  ): Promise<unknown> {
+    const node = this.cluster.nodeFor(key);
+    return this.sendTo(node, kind, command, data, keys, noreply);
+  }
+
+  private async sendTo(
+    node: ServerNode,
+    kind: ReplyKind,
+    command: string,
+    data: Buffer | Buffer[],
+    keys?: readonly string[],
+    noreply = false,
+  ): Promise<unknown> {
+    try {
+      const result = await node.pool
+        .acquire()
+        .send(kind, command, data, this.options.timeout, keys, noreply);
+      this.cluster.record(node, undefined);
+      return result;
+    } catch (err) {
+      this.cluster.record(node, err);
+      throw err;
+    }
+  }
+
+  private async getOne<T>(command: 'get', key: string): Promise<T | undefined> {
+    const found = await this.retrieveOne(command, key, undefined);
+    return found === undefined ? undefined : ((await this.decode(key, found)) as T);
+  }
+
+  private async retrieveOne(
+    command: 'get' | 'gets' | 'gat',
+    key: string,
+    ttl: number | undefined,
+  ): Promise<RetrievedItem | undefined> {
+    const k = wireKey(key, this.prefix, this.prefixBytes, command);
+    const keys = [k];
+    const items = (await this.send(
+      key,
+      'retrieval',
+      command,
+      encodeRetrieval(command, keys, ttl),
+      keys,
+    )) as RetrievedItem[];
+    return items[0];
+  }
+
+  /** Validates all keys, then one pipelined batch per server; returns user key → item. */
+  private async retrieveMany(
+    command: 'get' | 'gets',
+    method: string,
+    keys: readonly string[],
+  ): Promise<Map<string, RetrievedItem>> {
+    const out = new Map<string, RetrievedItem>();
+    if (keys.length === 0) return out;
+    const byWire = new Map<string, string>();
+    for (const key of keys) byWire.set(wireKey(key, this.prefix, this.prefixBytes, method), key);
+    const groups = new Map<ServerNode, string[]>();
+    for (const [wire, key] of byWire) {
+      const node = this.cluster.nodeFor(key);
+      const list = groups.get(node);
+      if (list === undefined) groups.set(node, [wire]);
+      else list.push(wire);
+    }
+    const failures: Array<[ServerNode, unknown]> = [];
+    await Promise.all(
+      [...groups].map(async ([node, wires]) => {
+        const requests: Array<Promise<unknown>> = [];
+        for (let i = 0; i < wires.length; i += MULTI_GET_CHUNK) {
+          const chunk = wires.slice(i, i + MULTI_GET_CHUNK);
+          requests.push(
+            this.sendTo(node, 'retrieval', command, encodeRetrieval(command, chunk), chunk),
+          );
+        }
+        try {
+          for (const items of (await Promise.all(requests)) as RetrievedItem[][]) {
+            for (const item of items) out.set(byWire.get(item.key)!, item);
+          }
+        } catch (err) {
+          failures.push([node, err]);
+        }
+      }),
+    );
+    this.settleFailures(method, failures);
+    return out;
+  }
+
+  private async store(
+    command: StorageCommand,
+    key: string,
+    value: unknown,
+    opts: StorageOptions | undefined,
+    cas?: string,
+  ): Promise<boolean> {
+    return this.intercept(command, [key], false, async () => {
+      const k = wireKey(key, this.prefix, this.prefixBytes, command);
+      const ttl =
+        opts?.ttl === undefined ? this.options.defaultTtl : checkTtl(opts.ttl, command, key);
+      const noreply = checkNoreply(opts?.noreply, command);
+      const token = cas === undefined ? undefined : checkCas(cas, command, key);
+      const raw = command === 'append' || command === 'prepend';
+      const encoded = raw
+        ? this.rawBytes(command, key, value)
+        : await this.encode(command, key, value);
+      const status = (await this.send(
+        key,
+        'storage',
+        command,
+        encodeStorage(command, k, encoded.flags, ttl, encoded.data, token, noreply),
+        undefined,
+        noreply,
+      )) as StorageStatus | true;
+      return status === true || status === 'STORED';
+    });
+  }
+
+  private async storeMany(
+    pairs: ReadonlyArray<readonly [string, unknown]>,
+    opts: StorageOptions | undefined,
+  ): Promise<string[]> {
+    if (pairs.length === 0) return [];
+    const ttl = opts?.ttl === undefined ? this.options.defaultTtl : checkTtl(opts.ttl, 'setMany');
+    const noreply = checkNoreply(opts?.noreply, 'setMany');
+    // Everything is validated and encoded before anything is sent.
+    const wire = pairs.map(([key]) => wireKey(key, this.prefix, this.prefixBytes, 'setMany'));
+    const encoded = await Promise.all(
+      pairs.map(([key, value]) => this.encode('setMany', key, value)),
+    );
+    const results = await this.fanOut(
+      'setMany',
+      pairs.map(([key], i) => ({
+        key,
+        kind: 'storage' as const,
+        data: encodeStorage(
+          'set',
+          wire[i]!,
+          encoded[i]!.flags,
+          ttl,
+          encoded[i]!.data,
+          undefined,
+          noreply,
+        ),
+        noreply,
+      })),
+    );
+    const notStored: string[] = [];
+    results.forEach((r, i) => {
+      if (r !== 'STORED' && r !== true) notStored.push(pairs[i]![0]);
+    });
+    return notStored;
+  }
+
+  /**
+   * Sends one request per key, grouped by server (pipelined, servers in parallel). Results come
+   * back in input order; a failed server's entries stay `undefined` when its errors are ignored
+   * (`ignoreErrors`), otherwise the call rejects naming the failed servers.
+   */
+  private async fanOut(
+    method: string,
+    requests: ReadonlyArray<{
+      key: string;
+      kind: ReplyKind;
+      data: Buffer | Buffer[];
+      noreply?: boolean;
+    }>,
+  ): Promise<unknown[]> {
+    const results = new Array<unknown>(requests.length);
+    const failures: Array<[ServerNode, unknown]> = [];
+    const byNode = new Map<ServerNode, number[]>();
+    requests.forEach((r, i) => {
+      const node = this.cluster.nodeFor(r.key);
+      const list = byNode.get(node);
+      if (list === undefined) byNode.set(node, [i]);
+      else list.push(i);
+    });
+    await Promise.all(
+      [...byNode].map(async ([node, indexes]) => {
+        const settled = await Promise.allSettled(
+          indexes.map((i) => {
+            const r = requests[i]!;
+            const command = r.kind === 'delete' ? 'delete' : 'set';
+            return this.sendTo(node, r.kind, command, r.data, undefined, r.noreply ?? false);
+          }),
+        );
+        let failed: unknown;
+        settled.forEach((s, j) => {
+          if (s.status === 'fulfilled') results[indexes[j]!] = s.value;
+          else failed ??= s.reason;
+        });
+        if (failed !== undefined) failures.push([node, failed]);
+      }),
+    );
+    this.settleFailures(method, failures);
+    return results;
+  }
+
+  /**
+   * Failed servers of a multi-server call: with `ignoreErrors` their part counts as missed / not
+   * stored (and is reported); otherwise the call rejects naming them.
+   */
+  private settleFailures(method: string, failures: Array<[ServerNode, unknown]>): void {
+    if (failures.length === 0) return;
+    if (!this.options.ignoreErrors || !failures.every(([, err]) => isIgnorableError(err))) {
+      throw this.multiServerError(method, failures);
+    }
+    for (const [, err] of failures) {
+      this.emit('ignoredError', { command: method, error: err as MemcachedError });
+    }
+  }
+
+  private multiServerError(method: string, failures: Array<[ServerNode, unknown]>): MemcachedError {
+    if (failures.length === 1 && failures[0]![1] instanceof MemcachedError) {
+      return failures[0]![1];
+    }
+    const first = failures[0]![1];
+    const detail = failures
+      .map(([node, err]) => `${node.id}: ${err instanceof Error ? err.message : String(err)}`)
+      .join('; ');
+    const Ctor = (first instanceof MemcachedError ? first.constructor : MemcachedError) as new (
+      message: string,
+      options: { command: string; cause: unknown; server?: string },
+    ) => MemcachedError;
+    return new Ctor(`${method} failed on ${failures.length} servers: ${detail}`, {
+      command: method,
+      cause: first,
+    });
+  }
+
+  private async onEveryServer(
+    method: string,
+    kind: ReplyKind,
+    data: Buffer,
+  ): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    const failures: Array<[ServerNode, unknown]> = [];
+    const command = method === 'flushAll' ? 'flush_all' : method;
+    await Promise.all(
+      this.cluster.all.map(async (node) => {
+        try {
+          out[node.id] = await this.sendTo(node, kind, command, data);
+        } catch (err) {
+          failures.push([node, err]);
+        }
+      }),
+    );
+    this.settleFailures(method, failures);
+    return out;
+  }
+
+  private async arith(
+    command: 'incr' | 'decr',
+    key: string,
+    delta: number | bigint,
+  ): Promise<number | bigint | undefined> {
+    return this.intercept(command, [key], undefined, async () => {
+      const k = wireKey(key, this.prefix, this.prefixBytes, command);
+      const d = checkDelta(delta, command, key);
+      const result = (await this.send(key, 'arith', command, encodeArith(command, k, d))) as
+        bigint | undefined;
+      if (result === undefined) return undefined;
+      if (typeof delta === 'bigint') return result;
+      if (result > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new MemcachedValueError(
+          `${command} "${key}": the new value ${result} is above Number.MAX_SAFE_INTEGER and cannot be returned as a number (the server applied it); pass a bigint delta to get exact bigint results`,
+          { command, value: result },
+        );
+      }
+      return Number(result);
+    });
+  }
+
+  private rawBytes(command: string, key: string, value: unknown): Encoded {
+    let data: Buffer;
+    if (typeof value === 'string') data = Buffer.from(value, 'utf8');
+    else if (Buffer.isBuffer(value)) data = value;
+    else {
+      throw new MemcachedValueError(
+        `${command} "${key}": value must be a string or a Buffer (raw bytes are appended), got ${value === null ? 'null' : typeof value}`,
+        { command },
+      );
+    }
+    this.checkSize(command, key, data.length);
+    return { data, flags: 0 };
+  }
+
+  private async encode(command: string, key: string, value: unknown): Promise<Encoded> {
+    let serialized;
+    try {
+      serialized = this.options.serde.serialize(key, value);
+    } catch (err) {
+      if (err instanceof MemcachedError) throw err;
+      throw new MemcachedValueError(
+        `${command} "${key}": the serde could not serialize the value: ${err instanceof Error ? err.message : String(err)}`,
+        { command, cause: err },
+      );
+    }
+    let { value: data, flags } = serialized ?? ({} as { value: undefined; flags: undefined });
+    if (!Buffer.isBuffer(data) || !Number.isInteger(flags) || flags! < 0 || flags! > 0xffffffff) {
+      throw new MemcachedSerdeError(
+        `${command} "${key}": serde.serialize must return { value: Buffer, flags: 32-bit unsigned integer }`,
+        { command },
+      );
+    }
+    const compression = this.options.compression;
+    if (compression !== undefined && data.length >= compression.threshold) {
+      const packed = await compress(data, compression);
+      if (packed !== undefined) {
+        data = packed;
+        flags = flags! | FLAG_COMPRESSED;
+      }
+    }
+    this.checkSize(command, key, data.length);
+    return { data, flags: flags! };
+  }
+
+  private checkSize(command: string, key: string, size: number): void {
+    if (size > this.options.maxValueSize) {
+      throw new MemcachedValueError(
+        `${command} "${key}": value is ${size} bytes${this.options.compression ? ' (after compression)' : ''}, over maxValueSize (${this.options.maxValueSize} bytes); store smaller values or raise maxValueSize and the server's -I`,
+        { command },
+      );
+    }
+  }
+
+  private async decode(key: string, item: RetrievedItem): Promise<unknown> {
+    let data = item.data;
+    let flags = item.flags;
+    if ((flags & FLAG_COMPRESSED) !== 0) {
+      data = await decompress(key, data, Math.max(MAX_DECOMPRESSED, this.options.maxValueSize));
+      flags &= ~FLAG_COMPRESSED;
+    }
+    try {
+      return this.options.serde.deserialize(key, data, flags);
+    } catch (err) {
+      if (err instanceof MemcachedError) throw err;
+      throw new MemcachedSerdeError(
+        `could not deserialize the value of "${key}" (flags ${item.flags}): ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+  }
+}
+
+function toPairs(entries: SetManyEntries): Array<readonly [string, unknown]> {
+  if (entries instanceof Map) return [...(entries as ReadonlyMap<string, unknown>)];
+  if (entries !== null && typeof entries === 'object' && Symbol.iterator in entries) {
+    const pairs: Array<readonly [string, unknown]> = [];
+    for (const pair of entries as Iterable<readonly [string, unknown]>) {
+      if (!Array.isArray(pair) || pair.length !== 2) {
+        throw new MemcachedValueError('setMany: entries must be [key, value] pairs', {
+          command: 'setMany',
+        });
+      }
+      pairs.push(pair as readonly [string, unknown]);
+    }
+    return pairs;
+  }
+  if (entries !== null && typeof entries === 'object') return Object.entries(entries);
+  throw new MemcachedValueError(
+    'setMany: entries must be an object, a Map or an iterable of pairs',
+    {
+      command: 'setMany',
+    },
+  );
+}

@@ -1,0 +1,182 @@
+import type { ConnectionSettings } from '../connection/connection.js';
+import {
+  MemcachedConnectionError,
+  MemcachedError,
+  MemcachedProtocolError,
+  MemcachedTimeoutError,
+} from '../errors.js';
+import { encodeVersion } from '../protocol/encoder.js';
+import { createDistributor, type Distributor, type HashingScheme } from './hashing/index.js';
+import { Pool } from './pool.js';
+import type { ServerConfig } from './servers.js';
+
+export interface FailoverSettings {
+  /** Route a dead server's keys to the others (true) or fail its calls fast (false). */
+  enabled: boolean;
+  failureThreshold: number;
+  deadTimeout: number;
+  retryTimeout: number;
+}
+
+export interface ClusterEvents {
+  serverDown?(server: string, error: MemcachedError): void;
+  serverUp?(server: string): void;
+}
+
+/** One server of the cluster: its pool and health. */
+export class ServerNode {
+  readonly id: string;
+  readonly pool: Pool;
+  /** Consecutive failures (connection errors, timeouts). */
+  failures = 0;
+  /** While dead: the time (performance clock, ms) of the next probe. */
+  nextProbeAt = 0;
+  dead = false;
+  probing = false;
+  lastError: MemcachedError | undefined;
+
+  constructor(
+    readonly config: ServerConfig,
+    readonly index: number,
+    poolSize: number,
+    settings: ConnectionSettings,
+  ) {
+    this.id = config.id;
+    this.pool = new Pool(config, poolSize, settings);
+  }
+}
+
+const now = (): number => performance.now();
+
+/** Whether an error says the server (not the request) is in trouble. */
+export function isServerFailure(error: unknown): boolean {
+  return (
+    error instanceof MemcachedConnectionError ||
+    error instanceof MemcachedTimeoutError ||
+    error instanceof MemcachedProtocolError
+  );
+}
+
+/**
+ * The servers, the key → server placement, and dead-server tracking. A server that fails
+ * `failureThreshold` times in a row is dead for `deadTimeout`: with failover its keys go to the
+ * live servers (no other key moves), without it its calls fail fast. Then it is probed with
+ * `version` (every `retryTimeout` until it answers) and rejoins.
+ */
+export class Cluster {
+  readonly nodes: ServerNode[];
+  private readonly distributor: Distributor | undefined;
+  private readonly alive = (i: number): boolean => !this.nodes[i]!.dead;
+  private deadCount = 0;
+  private closed = false;
+
+  constructor(
+    servers: readonly ServerConfig[],
+    hashing: HashingScheme,
+    poolSize: number,
+    settings: ConnectionSettings,
+    private readonly failover: FailoverSettings,
+    private readonly events: ClusterEvents = {},
+  ) {
+    this.nodes = servers.map((s, i) => new ServerNode(s, i, poolSize, settings));
+    this.distributor =
+      servers.length > 1
+        ? createDistributor(
+            hashing,
+            servers.map((s) => ({ id: s.id, host: s.host, port: s.port, weight: s.weight })),
+          )
+        : undefined;
+  }
+
+  /** The server for a key (without prefix). Throws MemcachedConnectionError if it is dead and failover is off, or none is alive. */
+  nodeFor(key: string): ServerNode {
+    if (this.deadCount > 0) this.probeDue();
+    const d = this.distributor;
+    if (d === undefined) return this.usable(this.nodes[0]!);
+    if (this.deadCount === 0 || !this.failover.enabled) {
+      return this.usable(this.nodes[d.pick(key)]!);
+    }
+    const i = d.pick(key, this.alive);
+    if (i === -1) throw this.noLiveServer();
+    return this.nodes[i]!;
+  }
+
+  /** Every node, dead or alive (stats, version, flushAll go to all). */
+  get all(): readonly ServerNode[] {
+    return this.nodes;
+  }
+
+  /** Records the outcome of a call on a node. */
+  record(node: ServerNode, error: unknown): void {
+    if (error === undefined || !isServerFailure(error)) {
+      if (node.failures !== 0 && !node.dead) node.failures = 0;
+      return;
+    }
+    node.lastError = error as MemcachedError;
+    node.failures++;
+    if (!node.dead && node.failures >= this.failover.failureThreshold) {
+      this.markDead(node, error as MemcachedError);
+    }
+  }
+
+  async close(graceMs = 0): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.nodes.map((n) => n.pool.close(graceMs)));
+  }
+
+  private usable(node: ServerNode): ServerNode {
+    if (node.dead) {
+      const wait = Math.max(0, Math.ceil(node.nextProbeAt - now()));
+      throw new MemcachedConnectionError(
+        `memcached ${node.id} is marked dead after ${this.failover.failureThreshold} consecutive failures (last: ${node.lastError?.message ?? 'unknown'}); it will be probed again in ${wait} ms${this.failover.enabled ? '' : ' (failover is off, so its keys are not moved)'}`,
+        { server: node.id, cause: node.lastError },
+      );
+    }
+    return node;
+  }
+
+  private noLiveServer(): MemcachedConnectionError {
+    return new MemcachedConnectionError(
+      `no live memcached server: all ${this.nodes.length} are marked dead (${this.nodes.map((n) => n.id).join(', ')}); they are probed every ${this.failover.retryTimeout} ms`,
+    );
+  }
+
+  private markDead(node: ServerNode, error: MemcachedError): void {
+    node.dead = true;
+    node.nextProbeAt = now() + this.failover.deadTimeout;
+    this.deadCount++;
+    this.events.serverDown?.(node.id, error);
+  }
+
+  private markAlive(node: ServerNode): void {
+    if (!node.dead) return;
+    node.dead = false;
+    node.failures = 0;
+    node.lastError = undefined;
+    this.deadCount--;
+    this.events.serverUp?.(node.id);
+  }
+
+  /** Starts a `version` probe of every dead node whose time has come (no timers: driven by traffic). */
+  private probeDue(): void {
+    const t = now();
+    for (const node of this.nodes) {
+      if (!node.dead || node.probing || t < node.nextProbeAt || this.closed) continue;
+      node.probing = true;
+      node.pool
+        .acquire()
+        .send('version', 'version', encodeVersion(), Math.max(this.failover.retryTimeout, 100))
+        .then(
+          () => {
+            node.probing = false;
+            if (!this.closed) this.markAlive(node);
+          },
+          (err: unknown) => {
+            node.probing = false;
+            node.lastError = err instanceof MemcachedError ? err : node.lastError;
+            node.nextProbeAt = now() + this.failover.retryTimeout;
+          },
+        );
+    }
+  }
+}

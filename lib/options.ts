@@ -1,0 +1,363 @@
+import type * as tls from 'node:tls';
+import { MemcachedOptionsError } from './errors.js';
+import { resolveServers, type ServerConfig, type ServerSpec } from './cluster/servers.js';
+import type { Serde } from './serde/serde.js';
+import { defaultSerde } from './serde/default-serde.js';
+import { normalizeCompressionOptions, type CompressionOptions } from './serde/compression.js';
+
+export type HashingScheme = 'ketama' | 'rendezvous' | 'modula';
+
+/** Commands a retry policy may repeat. */
+export type RetryableCommand =
+  | 'get'
+  | 'gets'
+  | 'getMany'
+  | 'getsMany'
+  | 'getAndTouch'
+  | 'touch'
+  | 'set'
+  | 'setMany'
+  | 'delete'
+  | 'deleteMany'
+  | 'add'
+  | 'replace'
+  | 'append'
+  | 'prepend'
+  | 'cas'
+  | 'incr'
+  | 'decr'
+  | 'version'
+  | 'stats'
+  | 'flushAll';
+
+export interface RetryOptions {
+  /** Total attempts including the first (>= 1). */
+  attempts: number;
+  /** Wait between attempts, ms. */
+  delay?: number;
+  /** Error classes to retry on (default: connection errors and timeouts). */
+  retryOn?: ReadonlyArray<new (...args: never[]) => Error>;
+  /** Error classes never to retry on (wins over retryOn). */
+  doNotRetryOn?: ReadonlyArray<new (...args: never[]) => Error>;
+  /**
+   * Commands that are not safe to repeat (incr, decr, append, prepend, cas, add) are never
+   * retried unless listed here.
+   */
+  unsafeCommands?: readonly RetryableCommand[];
+}
+
+export interface FailoverOptions {
+  /** Consecutive failures (connect errors, timeouts) before a server is marked dead. */
+  failureThreshold?: number;
+  /** How long a dead server stays out of the ring before it is probed, ms. */
+  deadTimeout?: number;
+  /** Time between probes of a dead server, ms. */
+  retryTimeout?: number;
+}
+
+/** Options of {@link MemcachedClient} and of `MemcachedModule`. */
+export interface MemcachedOptions {
+  /** Servers; see the README for the forms. Default: env, else `127.0.0.1:11211`. */
+  servers?: string | readonly ServerSpec[];
+  /** Read `<envPrefix>_MEMCACHED_SERVERS` before `MEMCACHED_SERVERS`. */
+  envPrefix?: string;
+  /** Prepended to every key on the wire, stripped from results. */
+  keyPrefix?: string;
+  hashing?: HashingScheme;
+  /** Connections per server. */
+  poolSize?: number;
+  /** ms to establish a connection (TCP + TLS + auth). */
+  connectTimeout?: number;
+  /** ms for a command's reply. */
+  timeout?: number;
+  retry?: RetryOptions | false;
+  failover?: FailoverOptions | false;
+  /** Server/network errors on reads become misses, on writes `false`. */
+  ignoreErrors?: boolean;
+  serde?: Serde;
+  compression?: CompressionOptions | false;
+  tls?: boolean | tls.ConnectionOptions;
+  auth?: { username: string; password: string };
+  protocol?: 'text';
+  /** Largest value (after serialization and compression) accepted, in bytes. */
+  maxValueSize?: number;
+  /** TTL in seconds applied when a call gives none. */
+  defaultTtl?: number;
+  /** TCP keep-alive on the sockets (default true). */
+  keepAlive?: boolean;
+}
+
+/** Options with every default applied and validated. */
+export interface ResolvedOptions {
+  servers: ServerConfig[];
+  keyPrefix: string;
+  keyPrefixBytes: number;
+  hashing: HashingScheme;
+  poolSize: number;
+  connectTimeout: number;
+  timeout: number;
+  retry: Required<Omit<RetryOptions, 'retryOn' | 'doNotRetryOn'>> &
+    Pick<RetryOptions, 'retryOn' | 'doNotRetryOn'>;
+  failover: Required<FailoverOptions> | false;
+  ignoreErrors: boolean;
+  serde: Serde;
+  compression: Required<CompressionOptions> | undefined;
+  tls: tls.ConnectionOptions | undefined;
+  auth: { username: string; password: string } | undefined;
+  protocol: 'text';
+  maxValueSize: number;
+  defaultTtl: number;
+  keepAlive: boolean;
+}
+
+export const DEFAULTS = {
+  poolSize: 2,
+  connectTimeout: 1000,
+  timeout: 1000,
+  maxValueSize: 1024 * 1024,
+  failureThreshold: 3,
+  deadTimeout: 10_000,
+  retryTimeout: 1000,
+} as const;
+
+const KNOWN_OPTIONS = new Set([
+  'servers',
+  'envPrefix',
+  'keyPrefix',
+  'hashing',
+  'poolSize',
+  'connectTimeout',
+  'timeout',
+  'retry',
+  'failover',
+  'ignoreErrors',
+  'serde',
+  'compression',
+  'tls',
+  'auth',
+  'protocol',
+  'maxValueSize',
+  'defaultTtl',
+  'keepAlive',
+]);
+
+/** Validates options and applies defaults; throws MemcachedOptionsError naming the option. */
+export function resolveOptions(
+  input: MemcachedOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedOptions {
+  if (input === null || typeof input !== 'object') {
+    throw new MemcachedOptionsError('options', 'expected an object');
+  }
+  for (const name of Object.keys(input)) {
+    if (!KNOWN_OPTIONS.has(name)) {
+      throw new MemcachedOptionsError(name, 'unknown option (check the spelling)');
+    }
+  }
+  const envPrefix = optionalString(input.envPrefix, 'envPrefix');
+  if (envPrefix !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(envPrefix)) {
+    throw new MemcachedOptionsError('envPrefix', 'must be a valid environment variable prefix');
+  }
+  const keyPrefix = optionalString(input.keyPrefix, 'keyPrefix') ?? '';
+  if (/[\x00-\x20\x7f]/.test(keyPrefix)) {
+    throw new MemcachedOptionsError(
+      'keyPrefix',
+      'must not contain whitespace or control characters',
+    );
+  }
+  const keyPrefixBytes = Buffer.byteLength(keyPrefix, 'utf8');
+  if (keyPrefixBytes >= 250) {
+    throw new MemcachedOptionsError('keyPrefix', 'must be shorter than 250 bytes');
+  }
+  const hashing = input.hashing ?? 'ketama';
+  if (hashing !== 'ketama' && hashing !== 'rendezvous' && hashing !== 'modula') {
+    throw new MemcachedOptionsError(
+      'hashing',
+      `must be 'ketama', 'rendezvous' or 'modula', got ${JSON.stringify(hashing)}`,
+    );
+  }
+  const protocol = input.protocol ?? 'text';
+  if (protocol !== 'text') {
+    throw new MemcachedOptionsError(
+      'protocol',
+      `only 'text' is supported, got ${JSON.stringify(protocol)}`,
+    );
+  }
+  const serde = input.serde ?? defaultSerde;
+  if (
+    typeof serde !== 'object' ||
+    typeof serde.serialize !== 'function' ||
+    typeof serde.deserialize !== 'function'
+  ) {
+    throw new MemcachedOptionsError(
+      'serde',
+      'must have serialize(key, value) and deserialize(key, buffer, flags) methods',
+    );
+  }
+  return {
+    servers: resolveServers(input.servers, envPrefix, env),
+    keyPrefix,
+    keyPrefixBytes,
+    hashing,
+    poolSize: integer(input.poolSize, 'poolSize', DEFAULTS.poolSize, 1, 64),
+    connectTimeout: integer(
+      input.connectTimeout,
+      'connectTimeout',
+      DEFAULTS.connectTimeout,
+      1,
+      600_000,
+    ),
+    timeout: integer(input.timeout, 'timeout', DEFAULTS.timeout, 1, 600_000),
+    retry: resolveRetry(input.retry),
+    failover: resolveFailover(input.failover),
+    ignoreErrors: boolean(input.ignoreErrors, 'ignoreErrors', false),
+    serde,
+    compression: normalizeCompressionOptions(input.compression),
+    tls: resolveTls(input.tls),
+    auth: resolveAuth(input.auth),
+    protocol,
+    maxValueSize: integer(
+      input.maxValueSize,
+      'maxValueSize',
+      DEFAULTS.maxValueSize,
+      1,
+      1024 * 1024 * 1024,
+    ),
+    defaultTtl: integer(input.defaultTtl, 'defaultTtl', 0, -(2 ** 31), 2 ** 31 - 1),
+    keepAlive: boolean(input.keepAlive, 'keepAlive', true),
+  };
+}
+
+function optionalString(value: unknown, option: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') {
+    throw new MemcachedOptionsError(option, `must be a string, got ${typeof value}`);
+  }
+  return value;
+}
+
+function integer(
+  value: unknown,
+  option: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new MemcachedOptionsError(
+      option,
+      `must be an integer from ${min} to ${max}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function boolean(value: unknown, option: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new MemcachedOptionsError(option, `must be true or false, got ${String(value)}`);
+  }
+  return value;
+}
+
+function resolveRetry(input: RetryOptions | false | undefined): ResolvedOptions['retry'] {
+  if (input === undefined || input === false) {
+    return { attempts: 1, delay: 0, unsafeCommands: [] };
+  }
+  if (typeof input !== 'object' || input === null) {
+    throw new MemcachedOptionsError(
+      'retry',
+      'must be { attempts, delay?, retryOn?, doNotRetryOn? } or false',
+    );
+  }
+  const attempts = integer(input.attempts, 'retry.attempts', NaN, 1, 100);
+  if (Number.isNaN(attempts))
+    throw new MemcachedOptionsError('retry.attempts', 'is required (total attempts, >= 1)');
+  const delay = integer(input.delay, 'retry.delay', 0, 0, 600_000);
+  for (const name of ['retryOn', 'doNotRetryOn'] as const) {
+    const list = input[name];
+    if (list !== undefined && (!Array.isArray(list) || list.some((c) => typeof c !== 'function'))) {
+      throw new MemcachedOptionsError(`retry.${name}`, 'must be an array of error classes');
+    }
+  }
+  const unsafeCommands = input.unsafeCommands ?? [];
+  if (!Array.isArray(unsafeCommands) || unsafeCommands.some((c) => typeof c !== 'string')) {
+    throw new MemcachedOptionsError('retry.unsafeCommands', 'must be an array of command names');
+  }
+  return {
+    attempts,
+    delay,
+    retryOn: input.retryOn,
+    doNotRetryOn: input.doNotRetryOn,
+    unsafeCommands,
+  };
+}
+
+function resolveFailover(
+  input: FailoverOptions | false | undefined,
+): Required<FailoverOptions> | false {
+  if (input === false) return false;
+  const o = input ?? {};
+  if (typeof o !== 'object' || o === null) {
+    throw new MemcachedOptionsError(
+      'failover',
+      'must be { failureThreshold?, deadTimeout?, retryTimeout? } or false',
+    );
+  }
+  return {
+    failureThreshold: integer(
+      o.failureThreshold,
+      'failover.failureThreshold',
+      DEFAULTS.failureThreshold,
+      1,
+      1000,
+    ),
+    deadTimeout: integer(
+      o.deadTimeout,
+      'failover.deadTimeout',
+      DEFAULTS.deadTimeout,
+      1,
+      86_400_000,
+    ),
+    retryTimeout: integer(
+      o.retryTimeout,
+      'failover.retryTimeout',
+      DEFAULTS.retryTimeout,
+      1,
+      86_400_000,
+    ),
+  };
+}
+
+function resolveTls(
+  input: boolean | tls.ConnectionOptions | undefined,
+): tls.ConnectionOptions | undefined {
+  if (input === undefined || input === false) return undefined;
+  if (input === true) return {};
+  if (typeof input !== 'object' || input === null) {
+    throw new MemcachedOptionsError('tls', 'must be true, false or tls.ConnectionOptions');
+  }
+  return input;
+}
+
+function resolveAuth(input: MemcachedOptions['auth']): ResolvedOptions['auth'] {
+  if (input === undefined) return undefined;
+  if (typeof input !== 'object' || input === null) {
+    throw new MemcachedOptionsError('auth', 'must be { username, password }');
+  }
+  const { username, password } = input;
+  if (typeof username !== 'string' || username === '' || /[\s\x00-\x1f]/.test(username)) {
+    throw new MemcachedOptionsError(
+      'auth.username',
+      'must be a non-empty string without whitespace',
+    );
+  }
+  if (typeof password !== 'string' || password === '' || /[\r\n\x00]/.test(password)) {
+    throw new MemcachedOptionsError(
+      'auth.password',
+      'must be a non-empty string without line breaks',
+    );
+  }
+  return { username, password };
+}

@@ -1,0 +1,103 @@
+/**
+ * Pure encoders of text-protocol requests. Inputs are assumed validated (keys, numbers); the
+ * client layer checks them before calling here. Every encoder returns the exact bytes to write.
+ */
+
+export type StorageCommand = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
+export type RetrievalCommand = 'get' | 'gets' | 'gat' | 'gats';
+export type ArithCommand = 'incr' | 'decr';
+
+const CRLF = Buffer.from('\r\n');
+/** Values up to this size are copied into one buffer with their header; larger ones are written as separate chunks (no copy). */
+const INLINE_VALUE_MAX = 16 * 1024;
+
+/**
+ * `<cmd> <key> <flags> <exptime> <bytes> [<cas>] [noreply]\r\n<data>\r\n`.
+ * Returns one buffer for small values, or `[header, value, CRLF]` for large ones.
+ */
+export function encodeStorage(
+  command: StorageCommand,
+  key: string,
+  flags: number,
+  exptime: number,
+  value: Buffer,
+  cas?: string,
+  noreply = false,
+): Buffer[] {
+  let header = `${command} ${key} ${flags} ${exptime} ${value.length}`;
+  if (cas !== undefined) header += ` ${cas}`;
+  header += noreply ? ' noreply\r\n' : '\r\n';
+  if (value.length > INLINE_VALUE_MAX) {
+    return [Buffer.from(header, 'utf8'), value, CRLF];
+  }
+  const headerLength = Buffer.byteLength(header, 'utf8');
+  const out = Buffer.allocUnsafe(headerLength + value.length + 2);
+  out.write(header, 0, 'utf8');
+  value.copy(out, headerLength);
+  out[out.length - 2] = 13;
+  out[out.length - 1] = 10;
+  return [out];
+}
+
+/** `get|gets <key>*\r\n` or `gat|gats <exptime> <key>*\r\n`. */
+export function encodeRetrieval(
+  command: RetrievalCommand,
+  keys: readonly string[],
+  exptime?: number,
+): Buffer {
+  let line: string = command;
+  if (command === 'gat' || command === 'gats') line += ` ${exptime ?? 0}`;
+  for (const key of keys) line += ` ${key}`;
+  return Buffer.from(line + '\r\n', 'utf8');
+}
+
+/** `delete <key> [noreply]\r\n` */
+export function encodeDelete(key: string, noreply = false): Buffer {
+  return Buffer.from(`delete ${key}${noreply ? ' noreply' : ''}\r\n`, 'utf8');
+}
+
+/** `touch <key> <exptime> [noreply]\r\n` */
+export function encodeTouch(key: string, exptime: number, noreply = false): Buffer {
+  return Buffer.from(`touch ${key} ${exptime}${noreply ? ' noreply' : ''}\r\n`, 'utf8');
+}
+
+/** `incr|decr <key> <delta> [noreply]\r\n`; delta is an unsigned 64-bit decimal. */
+export function encodeArith(
+  command: ArithCommand,
+  key: string,
+  delta: bigint | number,
+  noreply = false,
+): Buffer {
+  return Buffer.from(`${command} ${key} ${delta}${noreply ? ' noreply' : ''}\r\n`, 'utf8');
+}
+
+/** `flush_all [delay]\r\n` */
+export function encodeFlushAll(delay?: number): Buffer {
+  return Buffer.from(
+    delay === undefined || delay === 0 ? 'flush_all\r\n' : `flush_all ${delay}\r\n`,
+  );
+}
+
+/** `version\r\n` */
+export function encodeVersion(): Buffer {
+  return Buffer.from('version\r\n');
+}
+
+/** `stats [group]\r\n` */
+export function encodeStats(group?: string): Buffer {
+  return Buffer.from(group === undefined ? 'stats\r\n' : `stats ${group}\r\n`);
+}
+
+/** `verbosity <level>\r\n` */
+export function encodeVerbosity(level: number): Buffer {
+  return Buffer.from(`verbosity ${level}\r\n`);
+}
+
+/**
+ * ASCII authentication (memcached `-Y`): a `set` of any key whose data is `<user> <pass>`.
+ * Must be the first command on a connection.
+ */
+export function encodeAuth(username: string, password: string): Buffer {
+  const data = Buffer.from(`${username} ${password}`, 'utf8');
+  return Buffer.concat([Buffer.from(`set _auth 0 0 ${data.length}\r\n`), data, CRLF]);
+}

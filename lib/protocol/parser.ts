@@ -1,0 +1,288 @@
+import { MemcachedProtocolError } from '../errors.js';
+
+/**
+ * Receives the pieces of text-protocol replies as the parser recognises them. The parser is
+ * context free: every text-protocol reply is self-delimiting (a single line, or `VALUE`/`STAT`
+ * lines closed by `END`), so the connection decides whether a piece fits the request at the head
+ * of its queue. A sink method may throw to reject the stream; the parser then stops.
+ */
+export interface ReplySink {
+  /** One `VALUE <key> <flags> <bytes> [<cas>]` item with its data block. */
+  onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void;
+  /** One `STAT <name> <value>` line. */
+  onStat(name: string, value: string): void;
+  /** `END`: closes a retrieval or stats reply (possibly empty). */
+  onEnd(): void;
+  /** Any other line, without its `\r\n` (`STORED`, `42`, `VERSION 1.6.18`, `SERVER_ERROR ...`). */
+  onLine(line: string): void;
+}
+
+export interface ParserLimits {
+  /** Longest reply line accepted, in bytes, `\r\n` excluded. */
+  maxLineLength: number;
+  /** Largest declared value length accepted. */
+  maxValueLength: number;
+}
+
+export const DEFAULT_PARSER_LIMITS: ParserLimits = {
+  maxLineLength: 8192,
+  maxValueLength: 1024 * 1024,
+};
+
+const CR = 13;
+const LF = 10;
+const SP = 32;
+
+/** `VALUE ` */
+const V0 = 86;
+/** `STAT ` */
+const S0 = 83;
+/** `END` */
+const E0 = 69;
+
+const enumParserState = { line: 0, data: 1, failed: 2 } as const;
+
+/**
+ * Streaming parser for memcached text-protocol replies. Feed it chunks exactly as they arrive
+ * from the socket, split anywhere; it calls the sink in order. A value's buffer is allocated once
+ * from its declared length and filled by copies; partial lines are bounded by `maxLineLength`,
+ * declared lengths by `maxValueLength`. Any malformed input throws {@link MemcachedProtocolError}
+ * and leaves the parser failed (a connection must then be reset; the stream cannot be trusted).
+ */
+export class ReplyParser {
+  private readonly limits: ParserLimits;
+  private state: number = enumParserState.line;
+  /** Bytes of an incomplete line carried over from the previous chunk. */
+  private partial: Buffer | undefined;
+  // Value being received (state = data).
+  private valueBuf: Buffer = Buffer.alloc(0);
+  private valueFilled = 0;
+  private valueKey = '';
+  private valueFlags = 0;
+  private valueCas: string | undefined;
+
+  constructor(
+    private readonly sink: ReplySink,
+    limits: Partial<ParserLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_PARSER_LIMITS, ...limits };
+  }
+
+  /** True when the parser is between replies (no partial line or value buffered). */
+  get idle(): boolean {
+    return this.state === enumParserState.line && this.partial === undefined;
+  }
+
+  /** Forgets any partial state (after a connection reset). */
+  reset(): void {
+    this.state = enumParserState.line;
+    this.partial = undefined;
+    this.valueBuf = Buffer.alloc(0);
+    this.valueFilled = 0;
+  }
+
+  feed(chunk: Buffer): void {
+    if (this.state === enumParserState.failed) {
+      throw new MemcachedProtocolError('reply parser used after a protocol error; reset it first');
+    }
+    try {
+      this.feedInner(chunk);
+    } catch (err) {
+      this.state = enumParserState.failed;
+      this.partial = undefined;
+      throw err;
+    }
+  }
+
+  private feedInner(chunk: Buffer): void {
+    let off = 0;
+    const len = chunk.length;
+    while (off < len) {
+      if (this.state === enumParserState.data) {
+        off = this.readData(chunk, off);
+        continue;
+      }
+      const nl = chunk.indexOf(LF, off);
+      if (nl === -1) {
+        this.keepPartial(chunk, off, len);
+        return;
+      }
+      if (this.partial !== undefined) {
+        const piece = chunk.subarray(off, nl + 1);
+        const total = this.partial.length + piece.length;
+        if (total - 2 > this.limits.maxLineLength) this.lineTooLong();
+        const line = Buffer.concat([this.partial, piece], total);
+        this.partial = undefined;
+        this.handleLine(line, 0, total - 1);
+      } else {
+        if (nl - off - 1 > this.limits.maxLineLength) this.lineTooLong();
+        this.handleLine(chunk, off, nl);
+      }
+      off = nl + 1;
+    }
+  }
+
+  private keepPartial(chunk: Buffer, off: number, len: number): void {
+    const prev = this.partial === undefined ? 0 : this.partial.length;
+    if (prev + (len - off) > this.limits.maxLineLength + 2) this.lineTooLong();
+    const piece = chunk.subarray(off, len);
+    // Copy: the chunk may be reused by the caller and must not be retained.
+    this.partial =
+      this.partial === undefined
+        ? Buffer.from(piece)
+        : Buffer.concat([this.partial, piece], prev + piece.length);
+  }
+
+  private lineTooLong(): never {
+    throw new MemcachedProtocolError(
+      `reply line longer than ${this.limits.maxLineLength} bytes: not a memcached reply`,
+    );
+  }
+
+  /** `buf[start..lf)` is a line whose `\n` is at `lf`. */
+  private handleLine(buf: Buffer, start: number, lf: number): void {
+    if (lf === start || buf[lf - 1] !== CR) {
+      throw new MemcachedProtocolError(
+        `reply line not terminated by \\r\\n: ${printable(buf, start, lf)}`,
+      );
+    }
+    const end = lf - 1; // exclusive, before \r
+    const first = buf[start];
+    if (
+      first === V0 &&
+      end - start > 6 &&
+      buf[start + 1] === 65 &&
+      buf[start + 2] === 76 &&
+      buf[start + 3] === 85 &&
+      buf[start + 4] === 69 &&
+      buf[start + 5] === SP
+    ) {
+      this.startValue(buf, start + 6, end);
+      return;
+    }
+    if (
+      first === S0 &&
+      end - start > 5 &&
+      buf[start + 1] === 84 &&
+      buf[start + 2] === 65 &&
+      buf[start + 3] === 84 &&
+      buf[start + 4] === SP
+    ) {
+      this.stat(buf, start + 5, end);
+      return;
+    }
+    if (first === E0 && end - start === 3 && buf[start + 1] === 78 && buf[start + 2] === 68) {
+      this.sink.onEnd();
+      return;
+    }
+    for (let i = start; i < end; i++) {
+      const c = buf[i]!;
+      if (c < SP || c === 127) {
+        throw new MemcachedProtocolError(
+          `reply line contains control characters: ${printable(buf, start, end)}`,
+        );
+      }
+    }
+    this.sink.onLine(buf.toString('utf8', start, end));
+  }
+
+  /** Parses `<key> <flags> <bytes> [<cas>]` (from `start` to `end`) and enters the data state. */
+  private startValue(buf: Buffer, start: number, end: number): void {
+    let i = start;
+    while (i < end && buf[i] !== SP) i++;
+    if (i === start || i >= end) this.badValueLine(buf, start, end);
+    const key = buf.toString('utf8', start, i);
+    i++;
+    const flagsStart = i;
+    let flags = 0;
+    while (i < end && buf[i] !== SP) {
+      const d = buf[i]! - 48;
+      if (d < 0 || d > 9) this.badValueLine(buf, start, end);
+      flags = flags * 10 + d;
+      i++;
+    }
+    if (i === flagsStart || i - flagsStart > 10 || flags > 0xffffffff || i >= end) {
+      this.badValueLine(buf, start, end);
+    }
+    i++;
+    const lenStart = i;
+    let length = 0;
+    while (i < end && buf[i] !== SP) {
+      const d = buf[i]! - 48;
+      if (d < 0 || d > 9) this.badValueLine(buf, start, end);
+      length = length * 10 + d;
+      if (length > this.limits.maxValueLength) {
+        throw new MemcachedProtocolError(
+          `reply declares a value of more than ${this.limits.maxValueLength} bytes (the maxValueSize limit) for key "${key}"`,
+        );
+      }
+      i++;
+    }
+    if (i === lenStart) this.badValueLine(buf, start, end);
+    let cas: string | undefined;
+    if (i < end) {
+      i++;
+      const casStart = i;
+      while (i < end) {
+        const d = buf[i]! - 48;
+        if (d < 0 || d > 9) this.badValueLine(buf, start, end);
+        i++;
+      }
+      if (i === casStart || i - casStart > 20) this.badValueLine(buf, start, end);
+      cas = buf.toString('latin1', casStart, end);
+    }
+    this.valueKey = key;
+    this.valueFlags = flags;
+    this.valueCas = cas;
+    this.valueBuf = Buffer.allocUnsafe(length + 2);
+    this.valueFilled = 0;
+    this.state = enumParserState.data;
+  }
+
+  private badValueLine(buf: Buffer, start: number, end: number): never {
+    throw new MemcachedProtocolError(`malformed VALUE line: VALUE ${printable(buf, start, end)}`);
+  }
+
+  /** Copies value bytes (and the closing \r\n) from `chunk[off..]`; returns the new offset. */
+  private readData(chunk: Buffer, off: number): number {
+    const need = this.valueBuf.length - this.valueFilled;
+    const n = Math.min(need, chunk.length - off);
+    chunk.copy(this.valueBuf, this.valueFilled, off, off + n);
+    this.valueFilled += n;
+    if (this.valueFilled === this.valueBuf.length) {
+      const total = this.valueBuf.length;
+      if (this.valueBuf[total - 2] !== CR || this.valueBuf[total - 1] !== LF) {
+        throw new MemcachedProtocolError(
+          `value data for key "${this.valueKey}" is not followed by \\r\\n: the declared length does not match the data`,
+        );
+      }
+      const data = this.valueBuf.subarray(0, total - 2);
+      this.valueBuf = EMPTY;
+      this.state = enumParserState.line;
+      this.sink.onValue(this.valueKey, this.valueFlags, data, this.valueCas);
+    }
+    return off + n;
+  }
+
+  private stat(buf: Buffer, start: number, end: number): void {
+    let i = start;
+    while (i < end && buf[i] !== SP) i++;
+    if (i === start) {
+      throw new MemcachedProtocolError(`malformed STAT line: STAT ${printable(buf, start, end)}`);
+    }
+    const name = buf.toString('utf8', start, i);
+    const value = i < end ? buf.toString('utf8', i + 1, end) : '';
+    this.sink.onStat(name, value);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A short, printable rendering of bad reply bytes for error messages. */
+function printable(buf: Buffer, start: number, end: number): string {
+  const max = 80;
+  const slice = buf.subarray(start, Math.min(end, start + max));
+  let s = JSON.stringify(slice.toString('latin1'));
+  if (end - start > max) s += '…';
+  return s;
+}
