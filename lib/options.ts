@@ -116,7 +116,7 @@ export const DEFAULTS = {
   timeout: 1000,
   maxValueSize: 1024 * 1024,
   failureThreshold: 3,
-  deadTimeout: 10_000,
+  deadTimeout: 2000,
   retryTimeout: 1000,
 } as const;
 

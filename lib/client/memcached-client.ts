@@ -7,7 +7,12 @@ import {
   MemcachedSerdeError,
   MemcachedValueError,
 } from '../errors.js';
-import { resolveOptions, type MemcachedOptions, type ResolvedOptions } from '../options.js';
+import {
+  DEFAULTS,
+  resolveOptions,
+  type MemcachedOptions,
+  type ResolvedOptions,
+} from '../options.js';
 import {
   encodeArith,
   encodeDelete,
@@ -106,7 +111,12 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     };
     const failover = o.failover
       ? { enabled: true, ...o.failover }
-      : { enabled: false, failureThreshold: 3, deadTimeout: 10_000, retryTimeout: 1000 };
+      : {
+          enabled: false,
+          failureThreshold: DEFAULTS.failureThreshold,
+          deadTimeout: DEFAULTS.deadTimeout,
+          retryTimeout: DEFAULTS.retryTimeout,
+        };
     this.cluster = new Cluster(o.servers, o.hashing, o.poolSize, settings, failover, {
       serverDown: (server, error) => this.emit('serverDown', { server, error }),
       serverUp: (server) => this.emit('serverUp', { server }),

@@ -40,9 +40,12 @@ export class ServerNode {
     readonly index: number,
     poolSize: number,
     settings: ConnectionSettings,
+    onDown: (node: ServerNode, error: MemcachedError) => void,
   ) {
     this.id = config.id;
-    this.pool = new Pool(config, poolSize, settings);
+    this.pool = new Pool(config, poolSize, settings, {
+      onDown: (_connection, error) => onDown(this, error),
+    });
   }
 }
 
@@ -78,7 +81,8 @@ export class Cluster {
     private readonly failover: FailoverSettings,
     private readonly events: ClusterEvents = {},
   ) {
-    this.nodes = servers.map((s, i) => new ServerNode(s, i, poolSize, settings));
+    const onDown = (node: ServerNode, error: MemcachedError): void => this.failed(node, error);
+    this.nodes = servers.map((s, i) => new ServerNode(s, i, poolSize, settings, onDown));
     this.distributor =
       servers.length > 1
         ? createDistributor(
@@ -106,16 +110,25 @@ export class Cluster {
     return this.nodes;
   }
 
-  /** Records the outcome of a call on a node. */
+  /**
+   * Records the outcome of a call on a node. A reply (even an error reply) proves the server
+   * alive; a timeout counts as a failure. Connection failures are counted once per event (a
+   * failed connect, a lost socket) by the pool, not once per call they rejected.
+   */
   record(node: ServerNode, error: unknown): void {
     if (error === undefined || !isServerFailure(error)) {
       if (node.failures !== 0 && !node.dead) node.failures = 0;
       return;
     }
-    node.lastError = error as MemcachedError;
+    if (error instanceof MemcachedTimeoutError) this.failed(node, error);
+  }
+
+  private failed(node: ServerNode, error: MemcachedError): void {
+    if (this.closed) return;
+    node.lastError = error;
     node.failures++;
     if (!node.dead && node.failures >= this.failover.failureThreshold) {
-      this.markDead(node, error as MemcachedError);
+      this.markDead(node, error);
     }
   }
 

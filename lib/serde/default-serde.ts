@@ -15,6 +15,7 @@ import {
 const CHAR_0 = 0x30;
 const CHAR_9 = 0x39;
 const CHAR_MINUS = 0x2d;
+const CHAR_SPACE = 0x20;
 
 /**
  * The longest run of decimal digits that always fits a safe integer: 15 digits are at most
@@ -248,9 +249,11 @@ function parseJson(key: string, value: Buffer, flags: number): unknown {
   }
 }
 
-/** Decimal integer text (`-?[0-9]+`) → `number` when safe, else `bigint`. */
+/** Decimal integer text (`-?[0-9]+`, trailing spaces ignored) → `number` when safe, else `bigint`. */
 function parseInteger(key: string, value: Buffer, flags: number): number | bigint {
-  const length = value.length;
+  // memcached's decr rewrites a shorter number in place, padded with trailing spaces.
+  let length = value.length;
+  while (length > 0 && value[length - 1] === CHAR_SPACE) length--;
   const start = length > 0 && value[0] === CHAR_MINUS ? 1 : 0;
   const digits = length - start;
   if (digits === 0) {
@@ -274,7 +277,7 @@ function parseInteger(key: string, value: Buffer, flags: number): number | bigin
       throw malformedInteger(key, value, flags);
     }
   }
-  const big = BigInt(value.toString('latin1'));
+  const big = BigInt(value.toString('latin1', 0, length));
   return big <= MAX_SAFE_BIGINT && big >= MIN_SAFE_BIGINT ? Number(big) : big;
 }
 

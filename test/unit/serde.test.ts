@@ -220,6 +220,13 @@ describe('DefaultSerde', () => {
       expect(result).toBe(expected);
     });
 
+    it('trailing spaces (memcached pads a decr result in place) are ignored', () => {
+      expect(defaultSerde.deserialize(KEY, Buffer.from('5   '), FLAG_INTEGER)).toBe(5);
+      expect(defaultSerde.deserialize(KEY, Buffer.from('12345678901234567890  '), FLAG_LONG)).toBe(
+        12345678901234567890n,
+      );
+    });
+
     it('"-0" reads as 0', () => {
       expect(Object.is(defaultSerde.deserialize(KEY, Buffer.from('-0'), FLAG_INTEGER), 0)).toBe(
         true,
@@ -231,7 +238,7 @@ describe('DefaultSerde', () => {
       '-',
       '+1',
       ' 1',
-      '1 ',
+      ' ',
       '1\r\n',
       '1.5',
       '1e3',
