@@ -2,6 +2,7 @@ export { MemcachedClient } from './client/memcached-client.js';
 export type {
   CasValue,
   MemcachedClientEvents,
+  PingResult,
   SetManyEntries,
   StorageOptions,
 } from './client/memcached-client.js';

@@ -54,6 +54,13 @@ export interface CasValue<T> {
 export type SetManyEntries<T = unknown> =
   Readonly<Record<string, T>> | ReadonlyMap<string, T> | Iterable<readonly [string, T]>;
 
+/** One server's answer to {@link MemcachedClient.ping}. */
+export interface PingResult {
+  ok: boolean;
+  latencyMs: number;
+  error?: MemcachedError;
+}
+
 /** Events a client emits. */
 export interface MemcachedClientEvents {
   /** A server was marked dead (failover). */
@@ -317,6 +324,38 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         string
       >;
     });
+  }
+
+  /**
+   * Asks every server for its version (bypassing failover state and interceptors) and reports
+   * per server whether it answered and how fast. Never rejects. `timeout` defaults to the
+   * client's `timeout`.
+   */
+  async ping(timeout?: number): Promise<Record<string, PingResult>> {
+    const limit = timeout ?? this.options.timeout;
+    const out: Record<string, PingResult> = {};
+    await Promise.all(
+      this.cluster.all.map(async (node) => {
+        const started = performance.now();
+        try {
+          if (this.closed) {
+            throw new MemcachedConnectionError('the memcached client is closed', {
+              server: node.id,
+              command: 'version',
+            });
+          }
+          await node.pool.acquire().send('version', 'version', encodeVersion(), limit);
+          out[node.id] = { ok: true, latencyMs: performance.now() - started };
+        } catch (err) {
+          const error =
+            err instanceof MemcachedError
+              ? err
+              : new MemcachedError(String(err), { server: node.id, command: 'version' });
+          out[node.id] = { ok: false, latencyMs: performance.now() - started, error };
+        }
+      }),
+    );
+    return out;
   }
 
   /**

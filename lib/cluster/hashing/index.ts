@@ -39,7 +39,9 @@ export type HashingScheme = 'ketama' | 'rendezvous' | 'modula';
 export interface Distributor {
   /**
    * Index (into the nodes array given at construction) of the server for `key` (the key WITHOUT
-   * any client key prefix, as a JS string hashed on its UTF-8 bytes).
+   * any client key prefix, as a JS string hashed on its UTF-8 bytes; `rendezvous` instead hashes
+   * it the way pymemcache hashes a Python `str`, which differs for non-ASCII keys, see
+   * {@link RendezvousDistributor}).
    * `isAlive(i)` (optional) tells whether node i is usable; dead nodes are skipped the way the
    * reference client skips them, so keys of live nodes never move. Returns -1 if no node is alive.
    */

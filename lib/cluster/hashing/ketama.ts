@@ -57,8 +57,9 @@ export function ketamaServerName(node: HashNode): string {
  *   32-bit words). Points are sorted by value, then by server index (libmemcached's order).
  * - Key: the first four bytes of md5(UTF-8 key), little-endian; the server is the owner of the
  *   first point >= that value, wrapping around to the first point.
- * - Dead servers: their points are skipped clockwise. With equal weights this is exactly what
- *   libmemcached's auto-eject rebuild yields (unless the live count crosses a float rounding
+ * - Dead servers: their points are skipped clockwise. (libmemcached itself only re-routes with
+ *   `remove_failed`/auto-eject; otherwise the command fails.) With equal weights this is exactly
+ *   what libmemcached's auto-eject rebuild yields (unless the live count crosses a float rounding
  *   step of {@link ketamaPointCount}, such as 25 servers). With unequal weights libmemcached's
  *   rebuild recomputes every server's point count from the live total, which also moves a few keys
  *   between live servers; this distributor deliberately keeps them where they are.
