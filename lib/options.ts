@@ -159,7 +159,7 @@ export function resolveOptions(
     throw new MemcachedOptionsError('envPrefix', 'must be a valid environment variable prefix');
   }
   const keyPrefix = optionalString(input.keyPrefix, 'keyPrefix') ?? '';
-  if (/[\x00-\x20\x7f]/.test(keyPrefix)) {
+  if (hasWhitespaceOrControl(keyPrefix)) {
     throw new MemcachedOptionsError(
       'keyPrefix',
       'must not contain whitespace or control characters',
@@ -347,17 +347,32 @@ function resolveAuth(input: MemcachedOptions['auth']): ResolvedOptions['auth'] {
     throw new MemcachedOptionsError('auth', 'must be { username, password }');
   }
   const { username, password } = input;
-  if (typeof username !== 'string' || username === '' || /[\s\x00-\x1f]/.test(username)) {
+  if (typeof username !== 'string' || username === '' || hasWhitespaceOrControl(username)) {
     throw new MemcachedOptionsError(
       'auth.username',
       'must be a non-empty string without whitespace',
     );
   }
-  if (typeof password !== 'string' || password === '' || /[\r\n\x00]/.test(password)) {
+  if (
+    typeof password !== 'string' ||
+    password === '' ||
+    password.includes('\r') ||
+    password.includes('\n') ||
+    password.includes('\0')
+  ) {
     throw new MemcachedOptionsError(
       'auth.password',
       'must be a non-empty string without line breaks',
     );
   }
   return { username, password };
+}
+
+/** True when `s` has an ASCII space or control character (what a memcached key may not hold). */
+function hasWhitespaceOrControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return true;
+  }
+  return false;
 }

@@ -138,6 +138,16 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     return this.cluster.all.map((n) => n.id);
   }
 
+  /**
+   * The id of the server that `key` (without prefix) goes to now, taking dead servers into
+   * account. Throws MemcachedKeyError for an invalid key, MemcachedConnectionError when no server
+   * can take it.
+   */
+  serverFor(key: string): string {
+    wireKey(key, this.prefix, this.prefixBytes, 'serverFor');
+    return this.cluster.nodeFor(key).id;
+  }
+
   // ------------------------------------------------------------------------------------------
   // Retrieval
 
@@ -251,7 +261,9 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         'deleteMany',
         list.map((key, i) => ({ key, kind: 'delete' as const, data: encodeDelete(wire[i]!) })),
       );
-      return results.filter((r) => r === true).length;
+      let existed = 0;
+      for (let i = 0; i < results.length; i++) if (results[i] === true) existed++;
+      return existed;
     });
   }
 
@@ -424,6 +436,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     noreply = false,
   ): Promise<unknown> {
     try {
+      if (node.dead) this.cluster.checkUsable(node);
       const result = await node.pool
         .acquire()
         .send(kind, command, data, this.options.timeout, keys, noreply);
@@ -556,9 +569,11 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       })),
     );
     const notStored: string[] = [];
-    results.forEach((r, i) => {
+    // A plain loop: entries of a failed server are holes in the array, which forEach skips.
+    for (let i = 0; i < pairs.length; i++) {
+      const r = results[i];
       if (r !== 'STORED' && r !== true) notStored.push(pairs[i]![0]);
-    });
+    }
     return notStored;
   }
 

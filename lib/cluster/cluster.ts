@@ -92,14 +92,16 @@ export class Cluster {
         : undefined;
   }
 
-  /** The server for a key (without prefix). Throws MemcachedConnectionError if it is dead and failover is off, or none is alive. */
+  /**
+   * The server for a key (without prefix). With failover, dead servers are skipped (throws
+   * MemcachedConnectionError when none is alive); without it, the key's server even when dead
+   * (see {@link checkUsable}).
+   */
   nodeFor(key: string): ServerNode {
     if (this.deadCount > 0) this.probeDue();
     const d = this.distributor;
-    if (d === undefined) return this.usable(this.nodes[0]!);
-    if (this.deadCount === 0 || !this.failover.enabled) {
-      return this.usable(this.nodes[d.pick(key)]!);
-    }
+    if (d === undefined) return this.nodes[0]!;
+    if (this.deadCount === 0 || !this.failover.enabled) return this.nodes[d.pick(key)]!;
     const i = d.pick(key, this.alive);
     if (i === -1) throw this.noLiveServer();
     return this.nodes[i]!;
@@ -137,7 +139,11 @@ export class Cluster {
     await Promise.all(this.nodes.map((n) => n.pool.close(graceMs)));
   }
 
-  private usable(node: ServerNode): ServerNode {
+  /**
+   * Throws MemcachedConnectionError when `node` is dead (its calls fail fast: with failover off,
+   * or when it is the only server).
+   */
+  checkUsable(node: ServerNode): void {
     if (node.dead) {
       const wait = Math.max(0, Math.ceil(node.nextProbeAt - now()));
       throw new MemcachedConnectionError(
@@ -145,7 +151,6 @@ export class Cluster {
         { server: node.id, cause: node.lastError },
       );
     }
-    return node;
   }
 
   private noLiveServer(): MemcachedConnectionError {

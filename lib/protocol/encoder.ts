@@ -95,9 +95,10 @@ export function encodeVerbosity(level: number): Buffer {
 
 /**
  * ASCII authentication (memcached `-Y`): a `set` of any key whose data is `<user> <pass>`.
- * Must be the first command on a connection.
+ * Must be the first command on a connection. The exptime is -1 so that a server running
+ * without `-Y` stores nothing readable: the credentials never land in the cache.
  */
 export function encodeAuth(username: string, password: string): Buffer {
   const data = Buffer.from(`${username} ${password}`, 'utf8');
-  return Buffer.concat([Buffer.from(`set _auth 0 0 ${data.length}\r\n`), data, CRLF]);
+  return Buffer.concat([Buffer.from(`set _auth 0 -1 ${data.length}\r\n`), data, CRLF]);
 }

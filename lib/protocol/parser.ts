@@ -40,7 +40,7 @@ const S0 = 83;
 /** `END` */
 const E0 = 69;
 
-const enumParserState = { line: 0, data: 1, failed: 2 } as const;
+const ParserState = { line: 0, data: 1, failed: 2 } as const;
 
 /**
  * Streaming parser for memcached text-protocol replies. Feed it chunks exactly as they arrive
@@ -51,7 +51,7 @@ const enumParserState = { line: 0, data: 1, failed: 2 } as const;
  */
 export class ReplyParser {
   private readonly limits: ParserLimits;
-  private state: number = enumParserState.line;
+  private state: number = ParserState.line;
   /** Bytes of an incomplete line carried over from the previous chunk. */
   private partial: Buffer | undefined;
   // Value being received (state = data).
@@ -65,30 +65,33 @@ export class ReplyParser {
     private readonly sink: ReplySink,
     limits: Partial<ParserLimits> = {},
   ) {
-    this.limits = { ...DEFAULT_PARSER_LIMITS, ...limits };
+    this.limits = {
+      maxLineLength: limits.maxLineLength ?? DEFAULT_PARSER_LIMITS.maxLineLength,
+      maxValueLength: limits.maxValueLength ?? DEFAULT_PARSER_LIMITS.maxValueLength,
+    };
   }
 
   /** True when the parser is between replies (no partial line or value buffered). */
   get idle(): boolean {
-    return this.state === enumParserState.line && this.partial === undefined;
+    return this.state === ParserState.line && this.partial === undefined;
   }
 
   /** Forgets any partial state (after a connection reset). */
   reset(): void {
-    this.state = enumParserState.line;
+    this.state = ParserState.line;
     this.partial = undefined;
     this.valueBuf = Buffer.alloc(0);
     this.valueFilled = 0;
   }
 
   feed(chunk: Buffer): void {
-    if (this.state === enumParserState.failed) {
+    if (this.state === ParserState.failed) {
       throw new MemcachedProtocolError('reply parser used after a protocol error; reset it first');
     }
     try {
       this.feedInner(chunk);
     } catch (err) {
-      this.state = enumParserState.failed;
+      this.state = ParserState.failed;
       this.partial = undefined;
       throw err;
     }
@@ -98,7 +101,7 @@ export class ReplyParser {
     let off = 0;
     const len = chunk.length;
     while (off < len) {
-      if (this.state === enumParserState.data) {
+      if (this.state === ParserState.data) {
         off = this.readData(chunk, off);
         continue;
       }
@@ -147,34 +150,6 @@ export class ReplyParser {
       );
     }
     const end = lf - 1; // exclusive, before \r
-    const first = buf[start];
-    if (
-      first === V0 &&
-      end - start > 6 &&
-      buf[start + 1] === 65 &&
-      buf[start + 2] === 76 &&
-      buf[start + 3] === 85 &&
-      buf[start + 4] === 69 &&
-      buf[start + 5] === SP
-    ) {
-      this.startValue(buf, start + 6, end);
-      return;
-    }
-    if (
-      first === S0 &&
-      end - start > 5 &&
-      buf[start + 1] === 84 &&
-      buf[start + 2] === 65 &&
-      buf[start + 3] === 84 &&
-      buf[start + 4] === SP
-    ) {
-      this.stat(buf, start + 5, end);
-      return;
-    }
-    if (first === E0 && end - start === 3 && buf[start + 1] === 78 && buf[start + 2] === 68) {
-      this.sink.onEnd();
-      return;
-    }
     for (let i = start; i < end; i++) {
       const c = buf[i]!;
       if (c < SP || c === 127) {
@@ -182,6 +157,36 @@ export class ReplyParser {
           `reply line contains control characters: ${printable(buf, start, end)}`,
         );
       }
+    }
+    const first = buf[start];
+    if (
+      first === V0 &&
+      end - start >= 5 &&
+      buf[start + 1] === 65 &&
+      buf[start + 2] === 76 &&
+      buf[start + 3] === 85 &&
+      buf[start + 4] === 69
+    ) {
+      if (end - start < 7 || buf[start + 5] !== SP) this.badValueLine(buf, start + 5, end);
+      this.startValue(buf, start + 6, end);
+      return;
+    }
+    if (
+      first === S0 &&
+      end - start >= 4 &&
+      buf[start + 1] === 84 &&
+      buf[start + 2] === 65 &&
+      buf[start + 3] === 84
+    ) {
+      if (end - start < 6 || buf[start + 4] !== SP) {
+        throw new MemcachedProtocolError(`malformed STAT line: ${printable(buf, start, end)}`);
+      }
+      this.stat(buf, start + 5, end);
+      return;
+    }
+    if (first === E0 && end - start === 3 && buf[start + 1] === 78 && buf[start + 2] === 68) {
+      this.sink.onEnd();
+      return;
     }
     this.sink.onLine(buf.toString('utf8', start, end));
   }
@@ -236,7 +241,7 @@ export class ReplyParser {
     this.valueCas = cas;
     this.valueBuf = Buffer.allocUnsafe(length + 2);
     this.valueFilled = 0;
-    this.state = enumParserState.data;
+    this.state = ParserState.data;
   }
 
   private badValueLine(buf: Buffer, start: number, end: number): never {
@@ -258,7 +263,7 @@ export class ReplyParser {
       }
       const data = this.valueBuf.subarray(0, total - 2);
       this.valueBuf = EMPTY;
-      this.state = enumParserState.line;
+      this.state = ParserState.line;
       this.sink.onValue(this.valueKey, this.valueFlags, data, this.valueCas);
     }
     return off + n;

@@ -38,7 +38,7 @@ export function errorFromLine(
       opts,
     );
   }
-  if (line.startsWith('CLIENT_ERROR')) {
+  if (line === 'CLIENT_ERROR' || line.startsWith('CLIENT_ERROR ')) {
     const msg = line.slice(13);
     if (msg === 'unauthenticated' || msg === 'authentication failure') {
       return new MemcachedAuthError(
@@ -51,7 +51,7 @@ export function errorFromLine(
       opts,
     );
   }
-  if (line.startsWith('SERVER_ERROR')) {
+  if (line === 'SERVER_ERROR' || line.startsWith('SERVER_ERROR ')) {
     const msg = line.slice(13);
     const hint = msg.includes('too large')
       ? ' (the value exceeds the server item size limit -I; lower maxValueSize or raise -I)'
@@ -112,7 +112,7 @@ export function interpretLine(
     case 'arith': {
       if (line === 'NOT_FOUND') return undefined;
       // decr replies may be space-padded to the old value's length.
-      const trimmed = line.trimEnd();
+      const trimmed = line.replace(/ +$/, '');
       if (DIGITS.test(trimmed)) {
         const n = BigInt(trimmed);
         if (n <= 0xffffffffffffffffn) return n;
@@ -131,7 +131,7 @@ export function interpretLine(
   }
   const error = errorFromLine(line, command, server);
   if (error !== undefined) {
-    if (kind === 'auth' && !(error instanceof MemcachedAuthError)) {
+    if (kind === 'auth' && error instanceof MemcachedClientError) {
       return new MemcachedAuthError(
         `memcached ${server} refused authentication: ${line}; check that the server runs with -Y and the credentials are right`,
         { server, command: 'auth' },
