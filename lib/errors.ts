@@ -59,6 +59,12 @@ export class MemcachedUnknownCommandError extends MemcachedError {}
 /** Cannot connect, connection lost, client closed, or no live server. */
 export class MemcachedConnectionError extends MemcachedError {}
 
+/**
+ * Too many calls are already waiting (the `maxPending` bound): the call failed fast without
+ * being sent. Usually a server is stalled or far slower than the request rate.
+ */
+export class MemcachedBackpressureError extends MemcachedError {}
+
 /** The call did not complete within its timeout. */
 export class MemcachedTimeoutError extends MemcachedError {}
 

@@ -29,6 +29,7 @@ export { DefaultSerde, defaultSerde } from './serde/default-serde.js';
 export type { CompressionOptions } from './serde/compression.js';
 export {
   MemcachedAuthError,
+  MemcachedBackpressureError,
   MemcachedClientError,
   MemcachedConnectionError,
   MemcachedError,

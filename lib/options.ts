@@ -85,6 +85,17 @@ export interface MemcachedOptions {
   defaultTtl?: number;
   /** TCP keep-alive on the sockets (default true). */
   keepAlive?: boolean;
+  /**
+   * Concurrent `get` calls for one server issued in the same tick go out as one multi-get
+   * (default true). Results, misses, errors and timeouts stay per caller.
+   */
+  autoBatch?: boolean;
+  /**
+   * Bound on calls waiting for replies, per client (`total`) and per connection
+   * (`perConnection`). Beyond it calls fail fast with MemcachedBackpressureError instead of
+   * queueing while a server stalls. A number sets `total`.
+   */
+  maxPending?: number | { total?: number; perConnection?: number };
 }
 
 /** Options with every default applied and validated. */
@@ -108,6 +119,8 @@ export interface ResolvedOptions {
   maxValueSize: number;
   defaultTtl: number;
   keepAlive: boolean;
+  autoBatch: boolean;
+  maxPending: { total: number; perConnection: number };
 }
 
 export const DEFAULTS = {
@@ -115,6 +128,8 @@ export const DEFAULTS = {
   connectTimeout: 1000,
   timeout: 1000,
   maxValueSize: 1024 * 1024,
+  maxPending: 100_000,
+  maxPendingPerConnection: 20_000,
   failureThreshold: 3,
   deadTimeout: 2000,
   retryTimeout: 1000,
@@ -139,6 +154,8 @@ const KNOWN_OPTIONS = new Set([
   'maxValueSize',
   'defaultTtl',
   'keepAlive',
+  'autoBatch',
+  'maxPending',
 ]);
 
 /** Validates options and applies defaults; throws MemcachedOptionsError naming the option. */
@@ -225,6 +242,8 @@ export function resolveOptions(
     ),
     defaultTtl: integer(input.defaultTtl, 'defaultTtl', 0, -(2 ** 31), 2 ** 31 - 1),
     keepAlive: boolean(input.keepAlive, 'keepAlive', true),
+    autoBatch: boolean(input.autoBatch, 'autoBatch', true),
+    maxPending: resolveMaxPending(input.maxPending),
   };
 }
 
@@ -375,4 +394,23 @@ function hasWhitespaceOrControl(s: string): boolean {
     if (c <= 0x20 || c === 0x7f) return true;
   }
   return false;
+}
+
+function resolveMaxPending(input: MemcachedOptions['maxPending']): ResolvedOptions['maxPending'] {
+  if (input === undefined || typeof input === 'number') {
+    const total = integer(input, 'maxPending', DEFAULTS.maxPending, 1, 10_000_000);
+    return { total, perConnection: Math.min(total, DEFAULTS.maxPendingPerConnection) };
+  }
+  if (typeof input !== 'object' || input === null) {
+    throw new MemcachedOptionsError('maxPending', 'must be a number or { total?, perConnection? }');
+  }
+  const total = integer(input.total, 'maxPending.total', DEFAULTS.maxPending, 1, 10_000_000);
+  const perConnection = integer(
+    input.perConnection,
+    'maxPending.perConnection',
+    Math.min(total, DEFAULTS.maxPendingPerConnection),
+    1,
+    10_000_000,
+  );
+  return { total, perConnection };
 }

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Cluster, type ServerNode } from '../cluster/cluster.js';
 import type { ConnectionSettings } from '../connection/connection.js';
 import {
+  MemcachedBackpressureError,
   MemcachedConnectionError,
   MemcachedError,
   MemcachedSerdeError,
@@ -27,6 +28,7 @@ import {
 import type { ReplyKind, RetrievedItem, StorageStatus } from '../protocol/replies.js';
 import { compress, decompress } from '../serde/compression.js';
 import { FLAG_COMPRESSED } from '../serde/serde.js';
+import { GetBatcher } from './batcher.js';
 import { checkCas, checkDelta, checkNoreply, checkTtl, wireKey } from './validation.js';
 import {
   buildInterceptors,
@@ -100,6 +102,9 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   private readonly prefixBytes: number;
   private readonly interceptors: readonly Interceptor[];
   private closed = false;
+  private readonly batcher: GetBatcher | undefined;
+  /** Calls waiting for a reply, across every server (bounded by maxPending.total). */
+  private inFlight = 0;
 
   constructor(options: MemcachedOptions = {}) {
     super();
@@ -115,6 +120,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       parserLimits: { maxLineLength: 8192, maxValueLength: o.maxValueSize },
       backoffMin: 50,
       backoffMax: Math.min(1000, o.failover ? o.failover.retryTimeout : 1000),
+      maxPending: o.maxPending.perConnection,
     };
     const failover = o.failover
       ? { enabled: true, ...o.failover }
@@ -131,6 +137,12 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     this.interceptors = buildInterceptors(o, (command, error) =>
       this.emit('ignoredError', { command, error }),
     );
+    this.batcher = o.autoBatch
+      ? new GetBatcher(
+          (node, command, data, keys) =>
+            this.sendTo(node, 'retrieval', command, data, keys) as Promise<RetrievedItem[]>,
+        )
+      : undefined;
   }
 
   /** Server ids (`host:port`, `[v6]:port` or socket path) in configuration order. */
@@ -153,7 +165,10 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   /** The value of `key`, or `undefined` on a miss. */
   get<T = unknown>(key: string): Promise<T | undefined> {
-    return this.intercept('get', [key], undefined, () => this.getOne<T>('get', key));
+    if (this.interceptors.length > 0 || this.closed) {
+      return this.intercept('get', [key], undefined, () => this.getOne<T>(key));
+    }
+    return this.getOne<T>(key);
   }
 
   /** The value and its cas token, or `undefined` on a miss. */
@@ -376,6 +391,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
    */
   async close(graceMs = 0): Promise<void> {
     this.closed = true;
+    // Gets already issued but still waiting for the tick's batch go out first.
+    this.batcher?.flush();
     await this.cluster.close(graceMs);
   }
 
@@ -435,8 +452,15 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     keys?: readonly string[],
     noreply = false,
   ): Promise<unknown> {
+    if (node.dead) this.cluster.checkUsable(node);
+    if (this.inFlight >= this.options.maxPending.total) {
+      throw new MemcachedBackpressureError(
+        `${this.inFlight} calls are already waiting for memcached replies (maxPending = ${this.options.maxPending.total}); a server is stalled or slower than the request rate`,
+        { server: node.id, command },
+      );
+    }
+    this.inFlight++;
     try {
-      if (node.dead) this.cluster.checkUsable(node);
       const result = await node.pool
         .acquire()
         .send(kind, command, data, this.options.timeout, keys, noreply);
@@ -445,12 +469,26 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     } catch (err) {
       this.cluster.record(node, err);
       throw err;
+    } finally {
+      this.inFlight--;
     }
   }
 
-  private async getOne<T>(command: 'get', key: string): Promise<T | undefined> {
-    const found = await this.retrieveOne(command, key, undefined);
-    return found === undefined ? undefined : ((await this.decode(key, found)) as T);
+  private getOne<T>(key: string): Promise<T | undefined> {
+    let found: Promise<RetrievedItem | undefined>;
+    try {
+      if (this.batcher === undefined) {
+        found = this.retrieveOne('get', key, undefined);
+      } else {
+        const wire = wireKey(key, this.prefix, this.prefixBytes, 'get');
+        found = this.batcher.get(this.cluster.nodeFor(key), wire);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return found.then((item) =>
+      item === undefined ? undefined : (this.decode(key, item) as T | Promise<T>),
+    );
   }
 
   private async retrieveOne(
@@ -749,19 +787,30 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     }
   }
 
-  private async decode(key: string, item: RetrievedItem): Promise<unknown> {
-    let data = item.data;
-    let flags = item.flags;
+  /** Deserializes an item; synchronous unless the value must be decompressed off-thread. */
+  private decode(key: string, item: RetrievedItem): unknown {
+    const flags = item.flags;
     if ((flags & FLAG_COMPRESSED) !== 0) {
-      data = await decompress(key, data, Math.max(MAX_DECOMPRESSED, this.options.maxValueSize));
-      flags &= ~FLAG_COMPRESSED;
+      const inflated = decompress(
+        key,
+        item.data,
+        Math.max(MAX_DECOMPRESSED, this.options.maxValueSize),
+      );
+      const rest = flags & ~FLAG_COMPRESSED;
+      return inflated instanceof Promise
+        ? inflated.then((data) => this.deserialize(key, data, rest, flags))
+        : this.deserialize(key, inflated, rest, flags);
     }
+    return this.deserialize(key, item.data, flags, flags);
+  }
+
+  private deserialize(key: string, data: Buffer, flags: number, storedFlags: number): unknown {
     try {
       return this.options.serde.deserialize(key, data, flags);
     } catch (err) {
       if (err instanceof MemcachedError) throw err;
       throw new MemcachedSerdeError(
-        `could not deserialize the value of "${key}" (flags ${item.flags}): ${err instanceof Error ? err.message : String(err)}`,
+        `could not deserialize the value of "${key}" (flags ${storedFlags}): ${err instanceof Error ? err.message : String(err)}`,
         { cause: err },
       );
     }

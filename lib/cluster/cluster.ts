@@ -51,6 +51,9 @@ export class ServerNode {
 
 const now = (): number => performance.now();
 
+/** Entries of the key → server cache (cleared, not evicted one by one, when full). */
+const PLACEMENT_CACHE_SIZE = 10_000;
+
 /** Whether an error says the server (not the request) is in trouble. */
 export function isServerFailure(error: unknown): boolean {
   return (
@@ -71,6 +74,8 @@ export class Cluster {
   private readonly distributor: Distributor | undefined;
   private readonly alive = (i: number): boolean => !this.nodes[i]!.dead;
   private deadCount = 0;
+  /** Recent key → node placements; cleared whenever the set of live servers changes. */
+  private readonly placement = new Map<string, ServerNode>();
   private closed = false;
 
   constructor(
@@ -101,10 +106,18 @@ export class Cluster {
     if (this.deadCount > 0) this.probeDue();
     const d = this.distributor;
     if (d === undefined) return this.nodes[0]!;
-    if (this.deadCount === 0 || !this.failover.enabled) return this.nodes[d.pick(key)]!;
-    const i = d.pick(key, this.alive);
-    if (i === -1) throw this.noLiveServer();
-    return this.nodes[i]!;
+    const cached = this.placement.get(key);
+    if (cached !== undefined) return cached;
+    let node: ServerNode;
+    if (this.deadCount === 0 || !this.failover.enabled) node = this.nodes[d.pick(key)]!;
+    else {
+      const i = d.pick(key, this.alive);
+      if (i === -1) throw this.noLiveServer();
+      node = this.nodes[i]!;
+    }
+    if (this.placement.size >= PLACEMENT_CACHE_SIZE) this.placement.clear();
+    this.placement.set(key, node);
+    return node;
   }
 
   /** Every node, dead or alive (stats, version, flushAll go to all). */
@@ -163,6 +176,7 @@ export class Cluster {
     node.dead = true;
     node.nextProbeAt = now() + this.failover.deadTimeout;
     this.deadCount++;
+    this.placement.clear();
     this.events.serverDown?.(node.id, error);
   }
 
@@ -172,6 +186,7 @@ export class Cluster {
     node.failures = 0;
     node.lastError = undefined;
     this.deadCount--;
+    this.placement.clear();
     this.events.serverUp?.(node.id);
   }
 

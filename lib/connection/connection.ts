@@ -2,6 +2,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import {
   MemcachedAuthError,
+  MemcachedBackpressureError,
   MemcachedConnectionError,
   MemcachedError,
   MemcachedProtocolError,
@@ -38,6 +39,8 @@ export interface ConnectionSettings {
   /** Reconnect backoff while the server stays down (ms). */
   backoffMin: number;
   backoffMax: number;
+  /** Requests allowed to wait on one connection; beyond it `send` fails fast. */
+  maxPending: number;
 }
 
 /** Connection life: events for the pool / cluster above. */
@@ -57,6 +60,8 @@ export interface Request {
   data: Buffer | Buffer[] | undefined;
   /** Retrieval: the wire keys asked for (a reply item for any other key breaks the stream). */
   readonly keys: readonly string[] | undefined;
+  /** Lookup set for large multi-key requests (built on the first reply item). */
+  keySet: Set<string> | undefined;
   /** With noreply the request settles `true` once written and expects no reply. */
   readonly noreply: boolean;
   /** Absolute deadline (ms, performance clock). */
@@ -146,11 +151,21 @@ export class Connection implements ReplySink {
         reject(failFast);
         return;
       }
+      if (this.queue.length - this.head >= this.settings.maxPending) {
+        reject(
+          new MemcachedBackpressureError(
+            `${this.queue.length - this.head} requests are already waiting on a connection to memcached ${this.server.id} (maxPending.perConnection = ${this.settings.maxPending}); the server is stalled or slower than the request rate`,
+            { server: this.server.id, command },
+          ),
+        );
+        return;
+      }
       const request: Request = {
         kind,
         command,
         data,
         keys,
+        keySet: undefined,
         noreply,
         deadline: now() + timeout,
         resolve,
@@ -172,7 +187,9 @@ export class Connection implements ReplySink {
    */
   async close(graceMs = 0): Promise<void> {
     if (this.state === 'closed') return;
-    if (graceMs > 0 && this.pending > 0 && this.state === 'ready') {
+    const live =
+      this.state === 'ready' || this.state === 'connecting' || this.state === 'authenticating';
+    if (graceMs > 0 && this.pending > 0 && live) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, graceMs);
         this.closeWaiters.push(() => {
@@ -293,6 +310,7 @@ export class Connection implements ReplySink {
       command: 'auth',
       data: undefined,
       keys: undefined,
+      keySet: undefined,
       noreply: false,
       deadline: now() + this.settings.connectTimeout,
       resolve: () => {
@@ -429,14 +447,22 @@ export class Connection implements ReplySink {
     const queue = this.queue;
     let w = this.unwritten;
     if (w >= queue.length) return;
-    socket.cork();
+    const out: Buffer[] = [];
+    let bytes = 0;
     for (let i = this.unwritten; i < queue.length; i++) {
       const r = queue[i]!;
       if (r.settled) continue; // timed out before it was sent: never sent at all
       const data = r.data!;
       r.data = undefined;
-      if (Array.isArray(data)) for (const chunk of data) socket.write(chunk);
-      else socket.write(data);
+      if (Array.isArray(data)) {
+        for (const chunk of data) {
+          out.push(chunk);
+          bytes += chunk.length;
+        }
+      } else {
+        out.push(data);
+        bytes += data.length;
+      }
       if (r.noreply) {
         this.noreplyWritten = true;
         r.settled = true;
@@ -449,7 +475,15 @@ export class Connection implements ReplySink {
     }
     queue.length = w;
     this.unwritten = w;
-    socket.uncork();
+    // One write per tick: small requests are joined into one buffer, large values go as they are.
+    if (out.length === 0) return;
+    if (out.length === 1) socket.write(out[0]!);
+    else if (bytes <= 64 * 1024) socket.write(Buffer.concat(out, bytes));
+    else {
+      socket.cork();
+      for (const chunk of out) socket.write(chunk);
+      socket.uncork();
+    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -490,8 +524,11 @@ export class Connection implements ReplySink {
       throw unexpectedReply(`VALUE ${key}`, r.kind, r.command, this.server.id);
     }
     const keys = r.keys!;
-    // Single-key gets dominate; multi-key requests are chunked to a modest size.
-    if (keys.length === 1 ? keys[0] !== key : !keys.includes(key)) {
+    let known: boolean;
+    if (keys.length === 1) known = keys[0] === key;
+    else if (keys.length <= 8) known = keys.includes(key);
+    else known = (r.keySet ??= new Set(keys)).has(key);
+    if (!known) {
       throw new MemcachedProtocolError(
         `memcached ${this.server.id} returned key "${key}" which was not asked for in this ${r.command}; the connection was reset`,
         { server: this.server.id, command: r.command },

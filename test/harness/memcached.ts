@@ -23,7 +23,7 @@
  *   We add `-o slab_chunk_max=...` automatically; `-I` cannot go below 1k.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -515,6 +515,22 @@ class Server implements MemcachedProcess {
     if (!this.running) throw new Error(`memcached ${this.serverId} is not running`);
     this.child!.kill('SIGSTOP');
     this.isPaused = true;
+    // SIGSTOP reaches every thread asynchronously: wait (briefly, synchronously) until the
+    // kernel reports the process stopped, so no request sent after pause() gets an answer.
+    const pid = this.child!.pid;
+    const until = Date.now() + 500;
+    while (pid !== undefined && Date.now() < until) {
+      try {
+        const stopped = readdirSync(`/proc/${pid}/task`).every((tid) => {
+          const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+          const state = stat.charAt(stat.lastIndexOf(')') + 2);
+          return state === 'T' || state === 't';
+        });
+        if (stopped) break;
+      } catch {
+        break; // no /proc (not Linux): best effort
+      }
+    }
   }
 
   resume(): void {
