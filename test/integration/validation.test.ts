@@ -141,6 +141,26 @@ describe('bad values, ttl and cas tokens are rejected before anything is sent', 
     ],
     ['setMany with one bad value', () => mc.setMany({ v1: 1, v2: undefined }), MemcachedValueError],
   ];
+  test('a custom serde returning flags outside 0…2^32−1 or a non-Buffer: MemcachedSerdeError', async () => {
+    for (const bad of [
+      { value: Buffer.from('x'), flags: -1 },
+      { value: Buffer.from('x'), flags: 2 ** 32 },
+      { value: 'not a buffer', flags: 0 },
+    ]) {
+      const custom = new MemcachedClient({
+        servers: server.address,
+        serde: { serialize: () => bad as never, deserialize: (_k, v) => v },
+      });
+      try {
+        const before = await commandCounters();
+        await expect(custom.set('serde', 1)).rejects.toBeInstanceOf(MemcachedSerdeError);
+        expect(await commandCounters()).toBe(before);
+      } finally {
+        await custom.close();
+      }
+    }
+  });
+
   test.each(cases)('%s', async (_name, call, errorClass) => {
     const before = await commandCounters();
     await expect(call()).rejects.toBeInstanceOf(errorClass);
