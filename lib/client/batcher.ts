@@ -21,7 +21,7 @@ const CHUNK = 100;
 
 /**
  * Auto-batching of single-key gets: the gets for one server issued in the same tick go out as
- * one `get k1 k2 …` request (several when there are more than 100 keys); each caller receives its
+ * one `get k1 k2 …` request per pool connection (at most 100 keys each); each caller receives its
  * own item, miss or error. A key asked twice is sent once; the second caller gets its own copy
  * of the bytes.
  */
@@ -67,8 +67,11 @@ export class GetBatcher {
 
   private flushMany(node: ServerNode, waiters: Waiter[]): void {
     const unique = [...new Set(waiters.map((w) => w.wire))];
-    for (let i = 0; i < unique.length; i += CHUNK) {
-      const keys = unique.length <= CHUNK ? unique : unique.slice(i, i + CHUNK);
+    // Spread the batch over the pool's connections (and so over memcached's threads): one
+    // multi-get per connection, at most CHUNK keys each.
+    const chunk = Math.min(CHUNK, Math.ceil(unique.length / node.pool.size));
+    for (let i = 0; i < unique.length; i += chunk) {
+      const keys = unique.length <= chunk ? unique : unique.slice(i, i + chunk);
       const mine = keys.length === unique.length ? waiters : waitersFor(waiters, keys);
       this.send(node, 'get', encodeRetrieval('get', keys), keys).then(
         (items) => {

@@ -15,7 +15,8 @@ export class Pool {
 
   constructor(
     readonly server: ServerAddress,
-    private readonly size: number,
+    /** Most connections this pool opens. */
+    readonly size: number,
     private readonly settings: ConnectionSettings,
     private readonly events: ConnectionEvents = {},
   ) {}
