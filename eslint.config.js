@@ -4,6 +4,8 @@ import tseslint from 'typescript-eslint';
 export default tseslint.config(
   {
     ignores: [
+      'bench/.out/',
+      'test/soak/.out/',
       'node_modules/',
       'dist/',
       'dist-all/',

@@ -43,3 +43,31 @@ export {
   MemcachedValueError,
 } from './errors.js';
 export type { MemcachedErrorOptions } from './errors.js';
+
+// Nest integration
+export { MemcachedModule } from './memcached.module.js';
+export type {
+  MemcachedModuleAsyncOptions,
+  MemcachedModuleExtras,
+  MemcachedModuleForRootOptions,
+  MemcachedModuleOptions,
+  MemcachedOptionsFactory,
+} from './memcached.module-definition.js';
+export { MemcachedService } from './memcached.service.js';
+export type { GetOrSetOptions } from './memcached.service.js';
+export { getMemcachedToken } from './memcached.utils.js';
+export type { MemcachedToken } from './memcached.utils.js';
+export {
+  CACHEABLE_METADATA,
+  CACHE_EVICT_METADATA,
+  DEFAULT_MEMCACHED_NAME,
+  MEMCACHED_MODULE_OPTIONS,
+} from './memcached.constants.js';
+export { Cacheable, CacheEvict, InjectMemcached } from './decorators/index.js';
+export type {
+  CacheArgsFunction,
+  CacheEvictOptions,
+  CacheUnlessFunction,
+  CacheableOptions,
+} from './decorators/index.js';
+export { defaultCacheKey } from './utils/cache-key.js';

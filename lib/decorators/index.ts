@@ -1,0 +1,9 @@
+export { Cacheable } from './cacheable.decorator.js';
+export { CacheEvict } from './cache-evict.decorator.js';
+export { InjectMemcached } from './inject-memcached.decorator.js';
+export type {
+  CacheArgsFunction,
+  CacheEvictOptions,
+  CacheUnlessFunction,
+  CacheableOptions,
+} from './cache-options.js';

@@ -1,0 +1,31 @@
+/**
+ * Injection tokens and metadata keys of the Nest integration.
+ *
+ * Every token and key is either a registered symbol (`Symbol.for`) or a string, so the ESM and
+ * the CommonJS builds of this package agree on them when both are loaded in one process.
+ */
+
+/** The name of the client registered without `name`. */
+export const DEFAULT_MEMCACHED_NAME = 'default';
+
+/** Token of the (validated) options of one `MemcachedModule` registration. */
+export const MEMCACHED_MODULE_OPTIONS: unique symbol = Symbol.for(
+  'nestjs-memcached:module-options',
+) as never;
+
+/** Token of the client name of one `MemcachedModule` registration. */
+export const MEMCACHED_CLIENT_NAME: unique symbol = Symbol.for(
+  'nestjs-memcached:client-name',
+) as never;
+
+/** Metadata key written by `@Cacheable`. */
+export const CACHEABLE_METADATA = 'nestjs-memcached:cacheable';
+
+/** Metadata key written by `@CacheEvict`. */
+export const CACHE_EVICT_METADATA = 'nestjs-memcached:cache-evict';
+
+/** @internal Marks a method wrapper installed by the explorer (so no copy wraps twice). */
+export const WRAPPED_METHOD = Symbol.for('nestjs-memcached:wrapped-method');
+
+/** @internal Prefix of the tokens of named clients. */
+export const NAMED_CLIENT_TOKEN_PREFIX = 'nestjs-memcached:client:';

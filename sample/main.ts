@@ -1,0 +1,27 @@
+import { Logger } from '@nestjs/common';
+import { createApp } from './app.js';
+
+async function main(): Promise<void> {
+  const app = await createApp();
+  app.enableShutdownHooks();
+  const port = Number(process.env['PORT'] ?? 3000);
+  await app.listen(port);
+  const base = `http://localhost:${port}`;
+  const logger = new Logger('Sample');
+  logger.log(`memcached servers: ${process.env['MEMCACHED_SERVERS'] ?? '127.0.0.1:11211'}`);
+  logger.log(
+    [
+      `listening on ${base}; try:`,
+      `  curl ${base}/products              (slow the first time, then cached for 30 s)`,
+      `  curl ${base}/products/1            (the service method is cached for 60 s)`,
+      `  curl -X PATCH ${base}/products/1 -H 'content-type: application/json' -d '{"price": 199}'`,
+      `                                       (evicts product:1 and the list)`,
+      `  curl ${base}/health                (terminus: ok / degraded / 503)`,
+    ].join('\n'),
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

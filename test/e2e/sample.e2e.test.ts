@@ -1,0 +1,204 @@
+/**
+ * The sample app (sample/) end to end, over HTTP, against memcached servers started by the
+ * harness: two for the default client (the product cache), one for the `counters` client.
+ */
+import 'reflect-metadata';
+import type { INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import type { ProductsRepository as Repository } from '../../sample/products/products.repository.js';
+import {
+  rawRequest,
+  startMemcacheds,
+  stopAllMemcached,
+  type MemcachedProcess,
+} from '../harness/memcached.js';
+
+interface HealthServer {
+  status: 'up' | 'down';
+  latencyMs?: number;
+  error?: string;
+}
+interface HealthIndicatorBody {
+  status: string;
+  message?: string;
+  servers: Record<string, HealthServer>;
+}
+interface HealthBody {
+  status: string;
+  details: Record<string, HealthIndicatorBody>;
+  error?: Record<string, HealthIndicatorBody>;
+}
+
+let cacheA: MemcachedProcess;
+let cacheB: MemcachedProcess;
+let counters: MemcachedProcess;
+let app: INestApplication;
+let repository: Repository;
+let url: string;
+const savedEnv = { ...process.env };
+
+/** Whether `key` (the full wire key) is stored on `server`, asked with a raw `get`. */
+async function storedOn(server: MemcachedProcess, key: string): Promise<boolean> {
+  const reply = await rawRequest(server, `get ${key}\r\n`);
+  expect(reply).toMatch(/END\r\n$/);
+  return reply.startsWith(`VALUE ${key} `);
+}
+
+beforeAll(async () => {
+  [cacheA, cacheB, counters] = (await startMemcacheds(3)) as [
+    MemcachedProcess,
+    MemcachedProcess,
+    MemcachedProcess,
+  ];
+  process.env['MEMCACHED_SERVERS'] = `${cacheA.address},${cacheB.address}`;
+  process.env['COUNTERS_MEMCACHED_SERVERS'] = counters.address;
+  process.env['SAMPLE_REPOSITORY_DELAY_MS'] = '150';
+  const { createApp } = await import('../../sample/app.js');
+  const { ProductsRepository } = await import('../../sample/products/products.repository.js');
+  app = await createApp({ logger: false });
+  await app.listen(0, '127.0.0.1');
+  const address = app.getHttpServer().address() as { port: number };
+  url = `http://127.0.0.1:${address.port}`;
+  repository = app.get(ProductsRepository);
+});
+
+afterAll(async () => {
+  await app?.close();
+  await stopAllMemcached();
+  process.env = savedEnv;
+});
+
+describe('sample app', () => {
+  test('the cached route runs its body once for 20 concurrent and for repeated requests', async () => {
+    const before = repository.calls.findAll;
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, () => request(url).get('/products').expect(200)),
+    );
+    for (const reply of replies) expect(reply.body).toEqual(replies[0]!.body);
+    expect((replies[0]!.body as unknown[]).length).toBe(3);
+    for (let i = 0; i < 5; i++) {
+      const reply = await request(url).get('/products').expect(200);
+      expect(reply.body).toEqual(replies[0]!.body);
+    }
+    expect(repository.calls.findAll - before).toBe(1);
+  });
+
+  test('the cached service method runs once for 20 concurrent and for repeated requests', async () => {
+    const before = repository.calls.findOne;
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, () => request(url).get('/products/2').expect(200)),
+    );
+    for (const reply of replies) {
+      expect(reply.body).toMatchObject({ id: '2', name: 'Burr grinder', price: 129.5 });
+    }
+    // Every request counted a view on the counters client (not cached).
+    const views = replies.map((r) => (r.body as { views: number }).views).sort((a, b) => a - b);
+    expect(views).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    await request(url).get('/products/2').expect(200);
+    await request(url).get('/products/2').expect(200);
+    expect(repository.calls.findOne - before).toBe(1);
+  });
+
+  test('an update evicts: the next reads run the bodies again and see the new data', async () => {
+    await request(url).get('/products').expect(200);
+    await request(url).get('/products/2').expect(200);
+    const calls = { ...repository.calls };
+
+    const updated = await request(url).patch('/products/2').send({ price: 99.5 }).expect(200);
+    expect(updated.body).toMatchObject({ id: '2', name: 'Burr grinder', price: 99.5 });
+
+    const one = await request(url).get('/products/2').expect(200);
+    expect(one.body).toMatchObject({ id: '2', name: 'Burr grinder', price: 99.5 });
+    const list = await request(url).get('/products').expect(200);
+    expect(list.body).toContainEqual(expect.objectContaining({ id: '2', price: 99.5 }));
+    expect(repository.calls.findOne - calls.findOne).toBe(1);
+    expect(repository.calls.findAll - calls.findAll).toBe(1);
+
+    // Cached again afterwards.
+    await request(url).get('/products/2').expect(200);
+    await request(url).get('/products').expect(200);
+    expect(repository.calls.findOne - calls.findOne).toBe(1);
+    expect(repository.calls.findAll - calls.findAll).toBe(1);
+  });
+
+  test('an invalid update body is rejected by the DTO before anything runs or is evicted', async () => {
+    await request(url).get('/products/3').expect(200);
+    const calls = { ...repository.calls };
+    const reply = await request(url).patch('/products/3').send({ price: -1, colour: 'red' });
+    expect(reply.status).toBe(400);
+    expect(JSON.stringify(reply.body)).toMatch(/price must not be less than 0/);
+    expect(JSON.stringify(reply.body)).toMatch(/property colour should not exist/);
+    await request(url).get('/products/3').expect(200);
+    expect(repository.calls.update).toBe(calls.update);
+    expect(repository.calls.findOne).toBe(calls.findOne);
+  });
+
+  test('each named client writes only to its own servers', async () => {
+    await request(url).get('/products/1').expect(200);
+    const productOn = await Promise.all(
+      [cacheA, cacheB, counters].map((s) => storedOn(s, 'catalog:product:1')),
+    );
+    expect(productOn.filter(Boolean)).toHaveLength(1);
+    expect(productOn[2]).toBe(false);
+    const viewsOn = await Promise.all(
+      [cacheA, cacheB, counters].map((s) => storedOn(s, 'counters:views:1')),
+    );
+    expect(viewsOn).toEqual([false, false, true]);
+    expect(await storedOn(counters, 'catalog:products:all')).toBe(false);
+    expect(
+      (await storedOn(cacheA, 'catalog:products:all')) ||
+        (await storedOn(cacheB, 'catalog:products:all')),
+    ).toBe(true);
+  });
+
+  test('/health is 200 ok when every server is up', async () => {
+    const reply = await request(url).get('/health').expect(200);
+    const body = reply.body as HealthBody;
+    expect(body.status).toBe('ok');
+    const memcached = body.details['memcached']!;
+    expect(memcached.status).toBe('up');
+    expect(Object.keys(memcached.servers).sort()).toEqual(
+      [cacheA.serverId, cacheB.serverId].sort(),
+    );
+    for (const server of Object.values(memcached.servers)) {
+      expect(server.status).toBe('up');
+      expect(typeof server.latencyMs).toBe('number');
+    }
+    expect(body.details['memcached-counters']!.servers).toEqual({
+      [counters.serverId]: expect.objectContaining({ status: 'up' }),
+    });
+  });
+
+  test('/health is 200 degraded (terminus 12) when one of the two cache servers is down', async () => {
+    await cacheB.kill();
+    const reply = await request(url).get('/health').expect(200);
+    const body = reply.body as HealthBody;
+    expect(body.status).toBe('degraded');
+    const memcached = body.details['memcached']!;
+    expect(memcached.status).toBe('degraded');
+    expect(memcached.message).toBe('1 of 2 memcached servers do not answer');
+    expect(memcached.servers[cacheA.serverId]).toMatchObject({ status: 'up' });
+    expect(memcached.servers[cacheB.serverId]).toMatchObject({ status: 'down' });
+    expect(memcached.servers[cacheB.serverId]!.error).toEqual(expect.any(String));
+    expect(body.details['memcached-counters']!.status).toBe('up');
+    // The app keeps serving, cached or not.
+    for (const id of ['1', '2', '3']) await request(url).get(`/products/${id}`).expect(200);
+  });
+
+  test('/health is 503 when no cache server answers; requests still succeed without the cache', async () => {
+    await cacheA.kill();
+    const reply = await request(url).get('/health').expect(503);
+    const body = reply.body as HealthBody;
+    expect(body.status).toBe('error');
+    expect(body.error!['memcached']!.status).toBe('down');
+    expect(Object.values(body.details['memcached']!.servers).map((s) => s.status)).toEqual([
+      'down',
+      'down',
+    ]);
+    expect(body.details['memcached-counters']!.status).toBe('up');
+    const before = repository.calls.findOne;
+    const one = await request(url).get('/products/1').expect(200);
+    expect(one.body).toMatchObject({ id: '1', name: 'Espresso machine' });
+    expect(repository.calls.findOne - before).toBe(1);
+  });
+});
