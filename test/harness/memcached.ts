@@ -91,7 +91,7 @@ export interface MemcachedProcess {
 
 const DEFAULT_HOST = '127.0.0.1';
 const FORBIDDEN_PORT = 11211;
-const START_TIMEOUT_MS = 5000;
+const START_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 2000;
 const BIND_RETRIES = 5;
 const MAX_OUTPUT_CHARS = 64 * 1024;
