@@ -22,8 +22,7 @@ const CHUNK = 100;
 /**
  * Auto-batching of single-key gets: the gets for one server issued in the same tick go out as
  * one `get k1 k2 …` request per pool connection (at most 100 keys each); each caller receives its
- * own item, miss or error. A key asked twice is sent once; the second caller gets its own copy
- * of the bytes.
+ * own item, miss or error.
  */
 export class GetBatcher {
   private batches = new Map<ServerNode, Waiter[]>();
@@ -66,31 +65,23 @@ export class GetBatcher {
   }
 
   private flushMany(node: ServerNode, waiters: Waiter[]): void {
-    const unique = [...new Set(waiters.map((w) => w.wire))];
     // Spread the batch over the pool's connections (and so over memcached's threads): one
-    // multi-get per connection, at most CHUNK keys each.
-    const chunk = Math.min(CHUNK, Math.ceil(unique.length / node.pool.size));
-    for (let i = 0; i < unique.length; i += chunk) {
-      const keys = unique.length <= chunk ? unique : unique.slice(i, i + chunk);
-      const mine = keys.length === unique.length ? waiters : waitersFor(waiters, keys);
+    // multi-get per connection, at most CHUNK keys each. A key asked twice is simply sent twice:
+    // memcached answers each occurrence, so each caller gets its own bytes.
+    const n = waiters.length;
+    const chunk = Math.min(CHUNK, Math.ceil(n / node.pool.size));
+    for (let start = 0; start < n; start += chunk) {
+      const mine = n <= chunk ? waiters : waiters.slice(start, start + chunk);
+      const keys = mine.map((w) => w.wire);
       this.send(node, 'get', encodeRetrieval('get', keys), keys).then(
         (items) => {
-          const byKey = new Map<string, RetrievedItem>();
-          for (const item of items) byKey.set(item.key, item);
-          const duplicates = unique.length < waiters.length;
-          const delivered = duplicates ? new Set<string>() : undefined;
-          for (const w of mine) {
-            const item = byKey.get(w.wire);
-            if (item === undefined || delivered === undefined) {
-              w.resolve(item);
-            } else if (!delivered.has(w.wire)) {
-              delivered.add(w.wire);
-              w.resolve(item);
-            } else {
-              // Same key asked twice: each caller gets its own bytes.
-              w.resolve({ ...item, data: Buffer.from(item.data) });
-            }
+          // Items carry their position in `keys`; the others are misses.
+          let next = 0;
+          for (const item of items) {
+            while (next < item.index) mine[next++]!.resolve(undefined);
+            mine[next++]!.resolve(item);
           }
+          while (next < mine.length) mine[next++]!.resolve(undefined);
         },
         (error: unknown) => {
           for (const w of mine) w.reject(error);
@@ -98,9 +89,4 @@ export class GetBatcher {
       );
     }
   }
-}
-
-function waitersFor(waiters: readonly Waiter[], keys: readonly string[]): Waiter[] {
-  const set = new Set(keys);
-  return waiters.filter((w) => set.has(w.wire));
 }

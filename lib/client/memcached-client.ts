@@ -25,7 +25,7 @@ import {
   encodeVersion,
   type StorageCommand,
 } from '../protocol/encoder.js';
-import type { ReplyKind, RetrievedItem, StorageStatus } from '../protocol/replies.js';
+import type { ReplyKind, RetrievedItem } from '../protocol/replies.js';
 import { compress, decompress } from '../serde/compression.js';
 import { FLAG_COMPRESSED } from '../serde/serde.js';
 import { GetBatcher } from './batcher.js';
@@ -191,25 +191,21 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   /** The hits among `keys` (one request per server, in parallel). */
   getMany<T = unknown>(keys: Iterable<string>): Promise<Map<string, T>> {
     const list = [...keys];
-    return this.intercept('getMany', list, new Map<string, T>(), async () => {
-      const out = new Map<string, T>();
-      for (const [key, item] of await this.retrieveMany('get', 'getMany', list)) {
-        out.set(key, (await this.decode(key, item)) as T);
-      }
-      return out;
-    });
+    return this.intercept('getMany', list, new Map<string, T>(), () =>
+      this.retrieveMany('get', 'getMany', list).then((found) =>
+        this.decodeAll(found, (value) => value as T),
+      ),
+    );
   }
 
   /** The hits among `keys` with their cas tokens. */
   getsMany<T = unknown>(keys: Iterable<string>): Promise<Map<string, CasValue<T>>> {
     const list = [...keys];
-    return this.intercept('getsMany', list, new Map<string, CasValue<T>>(), async () => {
-      const out = new Map<string, CasValue<T>>();
-      for (const [key, item] of await this.retrieveMany('gets', 'getsMany', list)) {
-        out.set(key, { value: (await this.decode(key, item)) as T, cas: item.cas! });
-      }
-      return out;
-    });
+    return this.intercept('getsMany', list, new Map<string, CasValue<T>>(), () =>
+      this.retrieveMany('gets', 'getsMany', list).then((found) =>
+        this.decodeAll(found, (value, item) => ({ value: value as T, cas: item.cas! })),
+      ),
+    );
   }
 
   // ------------------------------------------------------------------------------------------
@@ -413,14 +409,24 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         ),
       );
     }
-    if (this.interceptors.length === 0) return run();
+    if (this.interceptors.length === 0) {
+      try {
+        return run();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     const ctx: CommandContext = { command, keys, attempt: 1, fallback: onIgnoredError };
     let i = 0;
     const next = (): Promise<unknown> => {
       const interceptor = this.interceptors[i++];
       if (interceptor === undefined) {
         i = this.interceptors.length;
-        return run();
+        try {
+          return run();
+        } catch (err) {
+          return Promise.reject(err);
+        }
       }
       const depth = i;
       return interceptor(ctx, () => {
@@ -444,7 +450,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     return this.sendTo(node, kind, command, data, keys, noreply);
   }
 
-  private async sendTo(
+  /** Sends one request to a node, records the outcome for failover. Never throws synchronously. */
+  private sendTo(
     node: ServerNode,
     kind: ReplyKind,
     command: string,
@@ -452,26 +459,37 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     keys?: readonly string[],
     noreply = false,
   ): Promise<unknown> {
-    if (node.dead) this.cluster.checkUsable(node);
+    if (node.dead) {
+      try {
+        this.cluster.checkUsable(node);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     if (this.inFlight >= this.options.maxPending.total) {
-      throw new MemcachedBackpressureError(
-        `${this.inFlight} calls are already waiting for memcached replies (maxPending = ${this.options.maxPending.total}); a server is stalled or slower than the request rate`,
-        { server: node.id, command },
+      return Promise.reject(
+        new MemcachedBackpressureError(
+          `${this.inFlight} calls are already waiting for memcached replies (maxPending = ${this.options.maxPending.total}); a server is stalled or slower than the request rate`,
+          { server: node.id, command },
+        ),
       );
     }
     this.inFlight++;
-    try {
-      const result = await node.pool
-        .acquire()
-        .send(kind, command, data, this.options.timeout, keys, noreply);
-      this.cluster.record(node, undefined);
-      return result;
-    } catch (err) {
-      this.cluster.record(node, err);
-      throw err;
-    } finally {
-      this.inFlight--;
-    }
+    return node.pool
+      .acquire()
+      .send(kind, command, data, this.options.timeout, keys, noreply)
+      .then(
+        (result) => {
+          this.inFlight--;
+          this.cluster.record(node, undefined);
+          return result;
+        },
+        (err: unknown) => {
+          this.inFlight--;
+          this.cluster.record(node, err);
+          throw err;
+        },
+      );
   }
 
   private getOne<T>(key: string): Promise<T | undefined> {
@@ -509,35 +527,48 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   }
 
   /** Validates all keys, then one pipelined batch per server; returns user key → item. */
+  /**
+   * Validates all keys, then one pipelined batch per server (chunks of MULTI_GET_CHUNK keys).
+   * Returns the hits as [user key, item] pairs.
+   */
   private async retrieveMany(
     command: 'get' | 'gets',
     method: string,
     keys: readonly string[],
-  ): Promise<Map<string, RetrievedItem>> {
-    const out = new Map<string, RetrievedItem>();
+  ): Promise<Array<[string, RetrievedItem]>> {
+    const out: Array<[string, RetrievedItem]> = [];
     if (keys.length === 0) return out;
-    const byWire = new Map<string, string>();
-    for (const key of keys) byWire.set(wireKey(key, this.prefix, this.prefixBytes, method), key);
-    const groups = new Map<ServerNode, string[]>();
-    for (const [wire, key] of byWire) {
+    // Wire keys, deduplicated, grouped by server; `users` holds the user key for each wire key.
+    const seen = new Set<string>();
+    const groups = new Map<ServerNode, { wires: string[]; users: string[] }>();
+    for (const key of keys) {
+      const wire = wireKey(key, this.prefix, this.prefixBytes, method);
+      if (seen.has(wire)) continue;
+      seen.add(wire);
       const node = this.cluster.nodeFor(key);
-      const list = groups.get(node);
-      if (list === undefined) groups.set(node, [wire]);
-      else list.push(wire);
+      const group = groups.get(node);
+      if (group === undefined) groups.set(node, { wires: [wire], users: [key] });
+      else {
+        group.wires.push(wire);
+        group.users.push(key);
+      }
     }
     const failures: Array<[ServerNode, unknown]> = [];
     await Promise.all(
-      [...groups].map(async ([node, wires]) => {
+      [...groups].map(async ([node, { wires, users }]) => {
         const requests: Array<Promise<unknown>> = [];
         for (let i = 0; i < wires.length; i += MULTI_GET_CHUNK) {
-          const chunk = wires.slice(i, i + MULTI_GET_CHUNK);
+          const chunk =
+            wires.length <= MULTI_GET_CHUNK ? wires : wires.slice(i, i + MULTI_GET_CHUNK);
           requests.push(
             this.sendTo(node, 'retrieval', command, encodeRetrieval(command, chunk), chunk),
           );
         }
         try {
-          for (const items of (await Promise.all(requests)) as RetrievedItem[][]) {
-            for (const item of items) out.set(byWire.get(item.key)!, item);
+          const replies = (await Promise.all(requests)) as RetrievedItem[][];
+          for (let r = 0; r < replies.length; r++) {
+            const base = r * MULTI_GET_CHUNK;
+            for (const item of replies[r]!) out.push([users[base + item.index]!, item]);
           }
         } catch (err) {
           failures.push([node, err]);
@@ -548,32 +579,51 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     return out;
   }
 
-  private async store(
+  /** Decodes hits into a Map; waits only for values that decompress off-thread. */
+  private decodeAll<V>(
+    found: ReadonlyArray<[string, RetrievedItem]>,
+    wrap: (value: unknown, item: RetrievedItem) => V,
+  ): Map<string, V> | Promise<Map<string, V>> {
+    const out = new Map<string, V>();
+    let waits: Array<Promise<void>> | undefined;
+    for (const [key, item] of found) {
+      const value = this.decode(key, item);
+      if (value instanceof Promise) {
+        (waits ??= []).push(value.then((v: unknown) => void out.set(key, wrap(v, item))));
+      } else {
+        out.set(key, wrap(value, item));
+      }
+    }
+    return waits === undefined ? out : Promise.all(waits).then(() => out);
+  }
+
+  private store(
     command: StorageCommand,
     key: string,
     value: unknown,
     opts: StorageOptions | undefined,
     cas?: string,
   ): Promise<boolean> {
-    return this.intercept(command, [key], false, async () => {
+    return this.intercept(command, [key], false, () => {
+      // Everything is checked and encoded before anything is sent; synchronous unless the value
+      // is compressed off-thread.
       const k = wireKey(key, this.prefix, this.prefixBytes, command);
       const ttl =
         opts?.ttl === undefined ? this.options.defaultTtl : checkTtl(opts.ttl, command, key);
       const noreply = checkNoreply(opts?.noreply, command);
       const token = cas === undefined ? undefined : checkCas(cas, command, key);
       const raw = command === 'append' || command === 'prepend';
-      const encoded = raw
-        ? this.rawBytes(command, key, value)
-        : await this.encode(command, key, value);
-      const status = (await this.send(
-        key,
-        'storage',
-        command,
-        encodeStorage(command, k, encoded.flags, ttl, encoded.data, token, noreply),
-        undefined,
-        noreply,
-      )) as StorageStatus | true;
-      return status === true || status === 'STORED';
+      const encoded = raw ? this.rawBytes(command, key, value) : this.encode(command, key, value);
+      const write = (e: Encoded): Promise<boolean> =>
+        this.sendTo(
+          this.cluster.nodeFor(key),
+          'storage',
+          command,
+          encodeStorage(command, k, e.flags, ttl, e.data, token, noreply),
+          undefined,
+          noreply,
+        ).then(isStored);
+      return encoded instanceof Promise ? encoded.then(write) : write(encoded);
     });
   }
 
@@ -748,7 +798,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     return { data, flags: 0 };
   }
 
-  private async encode(command: string, key: string, value: unknown): Promise<Encoded> {
+  /** Serializes (and maybe compresses) a value; a Promise only when compression runs off-thread. */
+  private encode(command: string, key: string, value: unknown): Encoded | Promise<Encoded> {
     let serialized;
     try {
       serialized = this.options.serde.serialize(key, value);
@@ -759,7 +810,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         { command, cause: err },
       );
     }
-    let { value: data, flags } = serialized ?? ({} as { value: undefined; flags: undefined });
+    const { value: data, flags } = serialized ?? ({} as { value: undefined; flags: undefined });
     if (!Buffer.isBuffer(data) || !Number.isInteger(flags) || flags! < 0 || flags! > 0xffffffff) {
       throw new MemcachedSerdeError(
         `${command} "${key}": serde.serialize must return { value: Buffer, flags: 32-bit unsigned integer }`,
@@ -768,14 +819,22 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     }
     const compression = this.options.compression;
     if (compression !== undefined && data.length >= compression.threshold) {
-      const packed = await compress(data, compression);
-      if (packed !== undefined) {
-        data = packed;
-        flags = flags! | FLAG_COMPRESSED;
-      }
+      const packed = compress(data, compression);
+      const finish = (result: Buffer | undefined): Encoded =>
+        this.sized(
+          command,
+          key,
+          result ?? data,
+          result === undefined ? flags! : flags! | FLAG_COMPRESSED,
+        );
+      return packed instanceof Promise ? packed.then(finish) : finish(packed);
     }
+    return this.sized(command, key, data, flags!);
+  }
+
+  private sized(command: string, key: string, data: Buffer, flags: number): Encoded {
     this.checkSize(command, key, data.length);
-    return { data, flags: flags! };
+    return { data, flags };
   }
 
   private checkSize(command: string, key: string, size: number): void {
@@ -815,6 +874,10 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       );
     }
   }
+}
+
+function isStored(status: unknown): boolean {
+  return status === true || status === 'STORED';
 }
 
 function toPairs(entries: SetManyEntries): Array<readonly [string, unknown]> {

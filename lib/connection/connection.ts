@@ -60,8 +60,8 @@ export interface Request {
   data: Buffer | Buffer[] | undefined;
   /** Retrieval: the wire keys asked for (a reply item for any other key breaks the stream). */
   readonly keys: readonly string[] | undefined;
-  /** Lookup set for large multi-key requests (built on the first reply item). */
-  keySet: Set<string> | undefined;
+  /** Retrieval: index in `keys` where the next reply item may start (replies keep request order). */
+  cursor: number;
   /** With noreply the request settles `true` once written and expects no reply. */
   readonly noreply: boolean;
   /** Absolute deadline (ms, performance clock). */
@@ -165,7 +165,7 @@ export class Connection implements ReplySink {
         command,
         data,
         keys,
-        keySet: undefined,
+        cursor: 0,
         noreply,
         deadline: now() + timeout,
         resolve,
@@ -310,7 +310,7 @@ export class Connection implements ReplySink {
       command: 'auth',
       data: undefined,
       keys: undefined,
-      keySet: undefined,
+      cursor: 0,
       noreply: false,
       deadline: now() + this.settings.connectTimeout,
       resolve: () => {
@@ -510,45 +510,44 @@ export class Connection implements ReplySink {
   }
 
   /** The request whose reply is being read, or a protocol error if none was written. */
-  private current(what: string): Request {
+  private current(what: () => string): Request {
     if (this.head < this.unwritten) return this.queue[this.head]!;
     throw new MemcachedProtocolError(
-      `memcached ${this.server.id} sent ${what} but no request is waiting for a reply; the connection was reset`,
+      `memcached ${this.server.id} sent ${what()} but no request is waiting for a reply; the connection was reset`,
       { server: this.server.id },
     );
   }
 
+  /**
+   * A retrieval item. memcached answers the keys of a get in the order they were asked,
+   * skipping misses, so the item must match a key at or after the cursor: anything else (a key
+   * not asked for, out of order, or twice) means the stream cannot be trusted.
+   */
   onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void {
-    const r = this.current(`VALUE ${key}`);
+    const r = this.current(() => `VALUE ${key}`);
     if (r.kind !== 'retrieval') {
       throw unexpectedReply(`VALUE ${key}`, r.kind, r.command, this.server.id);
     }
     const keys = r.keys!;
-    let known: boolean;
-    if (keys.length === 1) known = keys[0] === key;
-    else if (keys.length <= 8) known = keys.includes(key);
-    else known = (r.keySet ??= new Set(keys)).has(key);
-    if (!known) {
+    let i = r.cursor;
+    while (i < keys.length && keys[i] !== key) i++;
+    if (i === keys.length) {
       throw new MemcachedProtocolError(
-        `memcached ${this.server.id} returned key "${key}" which was not asked for in this ${r.command}; the connection was reset`,
+        `memcached ${this.server.id} returned key "${key}" which was not asked for (or not in this order) in this ${r.command}; the connection was reset`,
         { server: this.server.id, command: r.command },
       );
     }
-    if ((r.command === 'gets' || r.command === 'gats') && cas === undefined) {
+    r.cursor = i + 1;
+    if (cas === undefined && (r.command === 'gets' || r.command === 'gats')) {
       throw unexpectedReply(`VALUE ${key} without a cas token`, r.kind, r.command, this.server.id);
     }
-    const items = (r.items ??= []);
-    if (items.length >= keys.length) {
-      throw new MemcachedProtocolError(
-        `memcached ${this.server.id} returned more values than keys asked for in ${r.command}; the connection was reset`,
-        { server: this.server.id, command: r.command },
-      );
-    }
-    items.push({ key, flags, data, cas });
+    const item: RetrievedItem = { key, flags, data, cas, index: i };
+    if (r.items === undefined) r.items = [item];
+    else r.items.push(item);
   }
 
   onStat(name: string, value: string): void {
-    const r = this.current(`STAT ${name}`);
+    const r = this.current(() => `STAT ${name}`);
     if (r.kind !== 'stats') {
       throw unexpectedReply(`STAT ${name}`, r.kind, r.command, this.server.id);
     }
@@ -556,14 +555,14 @@ export class Connection implements ReplySink {
   }
 
   onEnd(): void {
-    const r = this.current('END');
+    const r = this.current(() => 'END');
     if (r.kind === 'retrieval') this.complete(r, r.items ?? []);
     else if (r.kind === 'stats') this.complete(r, r.stats ?? {});
     else throw unexpectedReply('END', r.kind, r.command, this.server.id);
   }
 
   onLine(line: string): void {
-    const r = this.current(JSON.stringify(line.slice(0, 80)));
+    const r = this.current(() => JSON.stringify(line.slice(0, 80)));
     if ((r.items !== undefined || r.stats !== undefined) && !line.startsWith('SERVER_ERROR')) {
       throw unexpectedReply(JSON.stringify(line.slice(0, 80)), r.kind, r.command, this.server.id);
     }

@@ -20,6 +20,8 @@ export interface RetrievedItem {
   flags: number;
   data: Buffer;
   cas: string | undefined;
+  /** Position of `key` in the request's key list. */
+  index: number;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { isAnyArrayBuffer, isDate, isMap, isSet, isUint8Array } from 'node:util/types';
 import { MemcachedSerdeError, MemcachedValueError } from '../errors.js';
 import {
@@ -127,7 +128,7 @@ export class DefaultSerde implements Serde {
   deserialize(key: string, value: Buffer, flags: number): unknown {
     switch (flags) {
       case FLAG_TEXT:
-        return value.toString('utf8');
+        return decodeText(value);
       case FLAG_JSON:
         return parseJson(key, value, flags);
       case FLAG_BYTES:
@@ -239,7 +240,7 @@ function errorMessage(error: unknown): string {
 
 function parseJson(key: string, value: Buffer, flags: number): unknown {
   try {
-    return JSON.parse(value.toString('utf8'));
+    return JSON.parse(decodeText(value));
   } catch (error) {
     throw new MemcachedSerdeError(
       `Cannot deserialize the value of key ${JSON.stringify(key)} (flags ${String(flags)}): ` +
@@ -288,4 +289,13 @@ function malformedInteger(key: string, value: Buffer, flags: number): MemcachedS
     `Cannot deserialize the value of key ${JSON.stringify(key)} (flags ${String(flags)}): ` +
       `not a decimal integer: ${JSON.stringify(shown)}`,
   );
+}
+
+/** Longer ASCII-only texts decode faster as latin1 (identical result for ASCII). */
+const ASCII_CHECK_MIN = 1024;
+
+function decodeText(value: Buffer): string {
+  return value.length >= ASCII_CHECK_MIN && isAscii(value)
+    ? value.toString('latin1')
+    : value.toString('utf8');
 }

@@ -42,7 +42,7 @@ describe('auto-batching of concurrent gets', () => {
         results = await Promise.all(calls);
         expect(spy).toHaveBeenCalledTimes(1);
         expect(spy.mock.calls[0]![1]).toBe('get');
-        expect(spy.mock.calls[0]![4]).toEqual(['b1', 'b2', 'b3', 'bmiss', 'bbad']);
+        expect(spy.mock.calls[0]![4]).toEqual(['b1', 'b2', 'b3', 'bmiss', 'b1', 'bbad']);
       } finally {
         spy.mockRestore();
       }
