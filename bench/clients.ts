@@ -1,0 +1,240 @@
+/**
+ * One adapter per client under test, all with the same promise interface so the workloads run
+ * identical code around each. Every `get` resolves to a `string` (what the application asked
+ * for), so a client that hands back raw bytes pays the same UTF-8 decoding the others do.
+ */
+import { deflateSync, inflateSync } from 'node:zlib';
+import Memcached from 'memcached';
+import memcacheClient, { type MultiRetrievalResponse } from 'memcache-client';
+import memjs from 'memjs';
+import { MemcachedClient } from '../lib/index.js';
+
+/**
+ * The clients of a run. `ours-nobatch` is ours with `autoBatch: false` (only in the concurrent
+ * get workloads, where auto-batching applies); `raw` is the socket ceiling (see raw.ts).
+ */
+export const CLIENT_NAMES = [
+  'ours',
+  'ours-nobatch',
+  'memjs',
+  'memcached',
+  'memcache-client',
+  'raw',
+] as const;
+export type ClientName = (typeof CLIENT_NAMES)[number];
+export type DriverName = Exclude<ClientName, 'raw'>;
+export const PEER_NAMES: readonly DriverName[] = ['memjs', 'memcached', 'memcache-client'];
+
+export function isClientName(name: string): name is ClientName {
+  return (CLIENT_NAMES as readonly string[]).includes(name);
+}
+
+export interface Driver {
+  readonly name: DriverName;
+  /** How the client was configured and what it does differently in this bench. */
+  readonly notes: string[];
+  /** The value as a string, or undefined on a miss. */
+  get(key: string): Promise<string | undefined>;
+  /** Resolves whether the server stored it. */
+  set(key: string, value: string): Promise<boolean>;
+  /** Resolves the number of hits. */
+  getMany(keys: readonly string[]): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface DriverOptions {
+  host: string;
+  port: number;
+  /** Compress values on set (where the client can). */
+  compression: boolean;
+  /** Per-call timeout, ms. */
+  timeoutMs: number;
+  /** Largest value accepted, bytes. */
+  maxValueSize: number;
+}
+
+/** The threshold our client compresses from in the compression workload. */
+export const COMPRESSION_THRESHOLD = 1024;
+
+export function createDriver(name: DriverName, o: DriverOptions): Driver {
+  switch (name) {
+    case 'ours':
+      return oursDriver(o, true);
+    case 'ours-nobatch':
+      return oursDriver(o, false);
+    case 'memjs':
+      return memjsDriver(o);
+    case 'memcached':
+      return memcachedDriver(o);
+    case 'memcache-client':
+      return memcacheClientDriver(o);
+  }
+}
+
+function oursDriver(o: DriverOptions, autoBatch: boolean): Driver {
+  const client = new MemcachedClient({
+    servers: [`${o.host}:${o.port}`],
+    timeout: o.timeoutMs,
+    maxValueSize: o.maxValueSize,
+    ...(autoBatch ? {} : { autoBatch: false }),
+    ...(o.compression ? { compression: { threshold: COMPRESSION_THRESHOLD } } : {}),
+  });
+  const resolved = client.options as unknown as Record<string, unknown>;
+  const shown = ['poolSize', 'timeout', 'autoBatch', 'maxPending']
+    .filter((k) => resolved[k] !== undefined)
+    .map((k) => `${k}=${JSON.stringify(resolved[k])}`);
+  return {
+    name: autoBatch ? 'ours' : 'ours-nobatch',
+    notes: [
+      `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'} (${shown.join(', ')})`,
+      ...(o.compression
+        ? [`compression: { threshold: ${COMPRESSION_THRESHOLD} } (zlib level 6)`]
+        : []),
+    ],
+    async get(key) {
+      const v = await client.get<string>(key);
+      return v;
+    },
+    set(key, value) {
+      return client.set(key, value);
+    },
+    async getMany(keys) {
+      return (await client.getMany<string>(keys)).size;
+    },
+    close() {
+      return client.close();
+    },
+  };
+}
+
+function memjsDriver(o: DriverOptions): Driver {
+  const client = memjs.Client.create(`${o.host}:${o.port}`, {
+    timeout: o.timeoutMs / 1000,
+    conntimeout: 2,
+    retries: 0,
+    keepAlive: false,
+  });
+  return {
+    name: 'memjs',
+    notes: [
+      'binary protocol, one connection, TCP_NODELAY not set (library default)',
+      'get returns a Buffer: decoded with toString() like the others',
+      'no multi-get API: getMany = Promise.all of single gets',
+      ...(o.compression ? ['no compression support: plain set'] : []),
+    ],
+    async get(key) {
+      const { value } = await client.get(key);
+      return value === null ? undefined : value.toString('utf8');
+    },
+    set(key, value) {
+      return client.set(key, value, { expires: 0 });
+    },
+    async getMany(keys) {
+      const values = await Promise.all(keys.map((k) => client.get(k)));
+      let hits = 0;
+      for (const { value } of values) if (value !== null) hits++;
+      return hits;
+    },
+    close() {
+      client.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+function memcachedDriver(o: DriverOptions): Driver {
+  const client = new Memcached(`${o.host}:${o.port}`, {
+    timeout: o.timeoutMs,
+    maxValue: o.maxValueSize,
+  });
+  return {
+    name: 'memcached',
+    notes: [
+      '3rd-Eden memcached: text protocol, callback API wrapped in promises, pool up to 10 connections (default)',
+      ...(o.compression ? ['no compression support: plain set'] : []),
+    ],
+    get(key) {
+      return new Promise((resolve, reject) => {
+        client.get(key, (err: unknown, data: unknown) => {
+          if (err) reject(toError(err));
+          else resolve(data === undefined ? undefined : String(data));
+        });
+      });
+    },
+    set(key, value) {
+      return new Promise((resolve, reject) => {
+        client.set(key, value, 0, (err: unknown, ok: boolean) => {
+          if (err) reject(toError(err));
+          else resolve(ok);
+        });
+      });
+    },
+    getMany(keys) {
+      return new Promise((resolve, reject) => {
+        client.getMulti([...keys], (err: unknown, data: Record<string, unknown>) => {
+          if (err) reject(toError(err));
+          else resolve(data === undefined ? 0 : Object.keys(data).length);
+        });
+      });
+    },
+    close() {
+      client.end();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** zlib for memcache-client's pluggable compressor (its default needs the zstd CLI). */
+const zlibCompressor = {
+  compressSync(payload?: { input: string | number | Buffer | Record<string, unknown> }): Buffer {
+    const input = payload?.input;
+    return deflateSync(Buffer.isBuffer(input) ? input : Buffer.from(String(input)));
+  },
+  decompressSync(payload: { input: string | number | Buffer }): Buffer {
+    const input = payload.input;
+    return inflateSync(Buffer.isBuffer(input) ? input : Buffer.from(String(input)));
+  },
+};
+
+function memcacheClientDriver(o: DriverOptions): Driver {
+  const client = new memcacheClient.MemcacheClient({
+    server: `${o.host}:${o.port}`,
+    cmdTimeout: o.timeoutMs,
+    noDelay: true,
+    lifetime: 3600,
+    ...(o.compression ? { compressor: zlibCompressor } : {}),
+  });
+  const storeOptions = o.compression ? { compress: true } : {};
+  return {
+    name: 'memcache-client',
+    notes: [
+      'text protocol, one connection (maxConnections default 1), noDelay: true, lifetime 3600 s (its default TTL is 60 s)',
+      'getMany = get([...keys]) (one multi-get request)',
+      ...(o.compression
+        ? [
+            'compression: set(..., { compress: true }) with a zlib compressor (level 6); it compresses from 100 bytes',
+          ]
+        : []),
+    ],
+    async get(key) {
+      const r = await client.get<string>(key);
+      return r === undefined ? undefined : r.value;
+    },
+    async set(key, value) {
+      const r = await client.set(key, value, storeOptions);
+      return r[0] === 'STORED';
+    },
+    async getMany(keys) {
+      const r = await client.get<MultiRetrievalResponse<string>>([...keys]);
+      return r === undefined ? 0 : Object.keys(r).length;
+    },
+    close() {
+      client.shutdown();
+      return Promise.resolve();
+    },
+  };
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

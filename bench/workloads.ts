@@ -1,0 +1,182 @@
+/** The workloads of a run and the keys and values they use. */
+import { deflateSync } from 'node:zlib';
+import type { ClientName } from './clients.js';
+
+export type Operation = 'get' | 'set' | 'getMany' | 'setCompressed';
+
+export interface Workload {
+  /** Stable id, e.g. `get-100B-c64` (use it in BENCH_WORKLOADS). */
+  id: string;
+  /** Human label for tables and the chart. */
+  title: string;
+  op: Operation;
+  /** Value size in bytes. */
+  valueSize: number;
+  /** Calls kept in flight. */
+  concurrency: number;
+  /** Distinct keys the workload cycles through. */
+  keyCount: number;
+  /** Keys per getMany call. */
+  batch?: number;
+  /** `main` workloads compare every client; `linearity` is ours (and raw) over value sizes. */
+  group: 'main' | 'linearity';
+  /** Restrict to these clients (default: every selected client but `ours-nobatch`). */
+  clients?: readonly ClientName[];
+}
+
+/** The selected clients that run `workload`. */
+export function clientsFor(workload: Workload, selected: readonly ClientName[]): ClientName[] {
+  const batchable = workload.op === 'get' && workload.concurrency > 1;
+  return selected.filter((c) =>
+    workload.clients !== undefined
+      ? workload.clients.includes(c)
+      : c !== 'ours-nobatch' || batchable,
+  );
+}
+
+const KB = 1024;
+
+export const WORKLOADS: readonly Workload[] = [
+  w('get', 100, 1, 1000),
+  w('get', 100, 64, 1000),
+  w('set', 100, 1, 1000),
+  w('set', 100, 64, 1000),
+  {
+    id: 'getMany100-100B-c8',
+    title: 'getMany 100 keys × 100 B, c8',
+    op: 'getMany',
+    valueSize: 100,
+    concurrency: 8,
+    keyCount: 1000,
+    batch: 100,
+    group: 'main',
+  },
+  w('get', 10 * KB, 64, 500),
+  w('get', 512 * KB, 4, 16),
+  {
+    id: 'setCompressed-4KB-c64',
+    title: 'set 4 KB text, compression on, c64',
+    op: 'setCompressed',
+    valueSize: 4 * KB,
+    concurrency: 64,
+    keyCount: 1000,
+    group: 'main',
+  },
+  ...[64, 128, 256, 512].map((kb): Workload => ({
+    id: `linear-get-${kb}KB-c1`,
+    title: `get ${kb} KB, c1`,
+    op: 'get',
+    valueSize: kb * KB,
+    concurrency: 1,
+    keyCount: 8,
+    group: 'linearity',
+    clients: ['ours', 'raw'],
+  })),
+];
+
+function w(op: 'get' | 'set', size: number, concurrency: number, keyCount: number): Workload {
+  return {
+    id: `${op}-${sizeLabel(size).replace(' ', '')}-c${concurrency}`,
+    title: `${op} ${sizeLabel(size)}, c${concurrency}`,
+    op,
+    valueSize: size,
+    concurrency,
+    keyCount,
+    group: 'main',
+  };
+}
+
+export function sizeLabel(bytes: number): string {
+  if (bytes >= KB && bytes % KB === 0) return `${bytes / KB} KB`;
+  return `${bytes} B`;
+}
+
+/** Deterministic PRNG (mulberry32) so every run stores the same bytes. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
+/** An ASCII string of `size` random letters/digits (incompressible-ish, UTF-8 = 1 byte/char). */
+export function randomValue(size: number, seed = size): string {
+  const rnd = prng(seed);
+  let s = '';
+  for (let i = 0; i < size; i++) s += ALPHABET[Math.floor(rnd() * ALPHABET.length)];
+  return s;
+}
+
+const WORDS = (
+  'the quick brown fox jumps over lazy dog cache memcached value key server client request ' +
+  'reply session user profile order item price total count status active pending shipped'
+).split(' ');
+
+/** ASCII text of `size` bytes made of common words: compresses about 3-4x with zlib. */
+export function compressibleValue(size: number, seed = 7): string {
+  const rnd = prng(seed);
+  let s = '';
+  while (s.length < size) {
+    s +=
+      WORDS[Math.floor(rnd() * WORDS.length)]! +
+      (rnd() < 0.1 ? ` ${Math.floor(rnd() * 1e6)} ` : ' ');
+  }
+  return s.slice(0, size);
+}
+
+/** The value a workload stores / expects. */
+export function valueFor(workload: Workload): string {
+  return workload.op === 'setCompressed'
+    ? compressibleValue(workload.valueSize)
+    : randomValue(workload.valueSize);
+}
+
+/** Keys of `client` for a workload: each client reads back only what it stored itself. */
+export function keysFor(workload: Workload, client: ClientName): string[] {
+  const space = `${workload.op === 'get' || workload.op === 'getMany' ? 'v' : workload.op}${workload.valueSize}`;
+  const keys: string[] = [];
+  for (let i = 0; i < workload.keyCount; i++) keys.push(`bench:${client}:${space}:${i}`);
+  return keys;
+}
+
+/** getMany batches: `batch` consecutive keys starting at every multiple of `batch`. */
+export function batchesFor(keys: readonly string[], batch: number): string[][] {
+  const out: string[][] = [];
+  for (let start = 0; start + batch <= keys.length; start += batch) {
+    out.push(keys.slice(start, start + batch));
+  }
+  return out;
+}
+
+/** Pre-encoded raw requests, one per key. */
+export function rawRequests(workload: Workload, keys: readonly string[], value: string): Buffer[] {
+  switch (workload.op) {
+    case 'get':
+      return keys.map((k) => Buffer.from(`get ${k}\r\n`));
+    case 'getMany':
+      return batchesFor(keys, workload.batch ?? 100).map((b) =>
+        Buffer.from(`get ${b.join(' ')}\r\n`),
+      );
+    case 'set':
+      return keys.map((k) => rawSet(k, 0, Buffer.from(value)));
+    case 'setCompressed': {
+      // The bytes our client puts on the wire: the zlib-compressed value with flag bit 8.
+      const packed = deflateSync(Buffer.from(value), { level: 6 });
+      return keys.map((k) => rawSet(k, 16 | 8, packed));
+    }
+  }
+}
+
+export function rawSet(key: string, flags: number, data: Buffer): Buffer {
+  return Buffer.concat([
+    Buffer.from(`set ${key} ${flags} 0 ${data.length}\r\n`),
+    data,
+    Buffer.from('\r\n'),
+  ]);
+}
