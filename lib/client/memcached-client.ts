@@ -409,32 +409,20 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         ),
       );
     }
-    if (this.interceptors.length === 0) {
+    const start = (): Promise<T> => {
       try {
         return run();
       } catch (err) {
         return Promise.reject(err);
       }
-    }
-    const ctx: CommandContext = { command, keys, attempt: 1, fallback: onIgnoredError };
-    let i = 0;
-    const next = (): Promise<unknown> => {
-      const interceptor = this.interceptors[i++];
-      if (interceptor === undefined) {
-        i = this.interceptors.length;
-        try {
-          return run();
-        } catch (err) {
-          return Promise.reject(err);
-        }
-      }
-      const depth = i;
-      return interceptor(ctx, () => {
-        i = depth;
-        return next();
-      });
     };
-    return next() as Promise<T>;
+    const chain = this.interceptors;
+    if (chain.length === 0) return start();
+    const ctx: CommandContext = { command, keys, attempt: 1, fallback: onIgnoredError };
+    // Each interceptor's `next` runs the rest of the chain; it may be called again (retry).
+    const call = (index: number): Promise<unknown> =>
+      index === chain.length ? start() : chain[index]!(ctx, () => call(index + 1));
+    return call(0) as Promise<T>;
   }
 
   /** Sends one request to the server for `key` and records the outcome for failover. */
