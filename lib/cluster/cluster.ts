@@ -1,5 +1,6 @@
 import type { ConnectionSettings } from '../connection/connection.js';
 import {
+  MemcachedAuthError,
   MemcachedConnectionError,
   MemcachedError,
   MemcachedProtocolError,
@@ -159,7 +160,12 @@ export class Cluster {
   checkUsable(node: ServerNode): void {
     if (node.dead) {
       const wait = Math.max(0, Math.ceil(node.nextProbeAt - now()));
-      throw new MemcachedConnectionError(
+      // Keep the class of the failure that killed it (an auth failure stays an auth failure).
+      const Failure =
+        node.lastError instanceof MemcachedAuthError
+          ? MemcachedAuthError
+          : MemcachedConnectionError;
+      throw new Failure(
         `memcached ${node.id} is marked dead after ${this.failover.failureThreshold} consecutive failures (last: ${node.lastError?.message ?? 'unknown'}); it will be probed again in ${wait} ms${this.failover.enabled ? '' : ' (failover is off, so its keys are not moved)'}`,
         { server: node.id, cause: node.lastError },
       );

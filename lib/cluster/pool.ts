@@ -12,6 +12,8 @@ import {
 export class Pool {
   private readonly connections: Connection[] = [];
   private next = 0;
+  /** Set by close(): no new connection is opened after it. */
+  private closing = false;
 
   constructor(
     readonly server: ServerAddress,
@@ -26,6 +28,7 @@ export class Pool {
     const conns = this.connections;
     const n = conns.length;
     if (n === 0) return this.open();
+    const canOpen = n < this.size && !this.closing;
     let best: Connection | undefined;
     let bestPending = Infinity;
     // Start at a rotating index so idle connections share the load.
@@ -40,7 +43,7 @@ export class Pool {
     }
     this.next = (this.next + 1) % n;
     if (best === undefined) return conns[0]!; // all backing off: fail fast through one of them
-    if (bestPending > 0 && n < this.size) return this.open();
+    if (bestPending > 0 && canOpen) return this.open();
     return best;
   }
 
@@ -56,12 +59,15 @@ export class Pool {
   }
 
   async close(graceMs = 0): Promise<void> {
+    this.closing = true;
     await Promise.all(this.connections.map((c) => c.close(graceMs)));
   }
 
   private open(): Connection {
     const c = new Connection(this.server, this.settings, this.events);
     this.connections.push(c);
+    // Asked for a connection after close(): hand out a closed one, which rejects the request.
+    if (this.closing) void c.close();
     return c;
   }
 }

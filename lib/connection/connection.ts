@@ -74,7 +74,11 @@ export interface Request {
   afterNoreply: boolean;
   items: RetrievedItem[] | undefined;
   stats: Record<string, string> | undefined;
+  statCount: number;
 }
+
+/** Most STAT lines one reply may carry (`stats conns` of a very busy server stays far below). */
+const MAX_STAT_LINES = 100_000;
 
 type State = 'idle' | 'connecting' | 'authenticating' | 'ready' | 'down' | 'closed';
 
@@ -174,6 +178,7 @@ export class Connection implements ReplySink {
         afterNoreply: false,
         items: undefined,
         stats: undefined,
+        statCount: 0,
       };
       this.queue.push(request);
       this.arm(request.deadline);
@@ -323,6 +328,7 @@ export class Connection implements ReplySink {
       afterNoreply: false,
       items: undefined,
       stats: undefined,
+      statCount: 0,
     };
     // The auth request goes first, alone; user requests wait until it succeeded.
     this.queue.splice(this.head, 0, request);
@@ -551,7 +557,14 @@ export class Connection implements ReplySink {
     if (r.kind !== 'stats') {
       throw unexpectedReply(`STAT ${name}`, r.kind, r.command, this.server.id);
     }
-    (r.stats ??= {})[name] = value;
+    const stats = (r.stats ??= {});
+    if (++r.statCount > MAX_STAT_LINES) {
+      throw new MemcachedProtocolError(
+        `memcached ${this.server.id} sent more than ${MAX_STAT_LINES} STAT lines in reply to ${r.command}; the connection was reset`,
+        { server: this.server.id, command: r.command },
+      );
+    }
+    stats[name] = value;
   }
 
   onEnd(): void {
