@@ -2,13 +2,15 @@ import type { ServerNode } from '../cluster/cluster.js';
 import { encodeRetrieval } from '../protocol/encoder.js';
 import type { RetrievedItem } from '../protocol/replies.js';
 
-/** Sends one retrieval request to a node; resolves the items of the reply. */
+/** Sends one retrieval request to a node; calls back with the items of the reply. */
 export type RetrievalSender = (
   node: ServerNode,
   command: 'get',
   data: Buffer,
   keys: readonly string[],
-) => Promise<RetrievedItem[]>;
+  resolve: (items: RetrievedItem[]) => void,
+  reject: (error: unknown) => void,
+) => void;
 
 interface Waiter {
   wire: string;
@@ -31,17 +33,21 @@ export class GetBatcher {
 
   constructor(private readonly send: RetrievalSender) {}
 
-  get(node: ServerNode, wire: string): Promise<RetrievedItem | undefined> {
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = { wire, resolve, reject };
-      const batch = this.batches.get(node);
-      if (batch === undefined) this.batches.set(node, [waiter]);
-      else batch.push(waiter);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        process.nextTick(this.run);
-      }
-    });
+  /** Queues a get of `wire` on `node` for this tick's batch; calls back with its item or a miss. */
+  get(
+    node: ServerNode,
+    wire: string,
+    resolve: (item: RetrievedItem | undefined) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    const waiter: Waiter = { wire, resolve, reject };
+    const batch = this.batches.get(node);
+    if (batch === undefined) this.batches.set(node, [waiter]);
+    else batch.push(waiter);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(this.run);
+    }
   }
 
   /** Sends every batched get now (used before closing). */
@@ -54,7 +60,11 @@ export class GetBatcher {
       if (waiters.length === 1) {
         const w = waiters[0]!;
         const keys = [w.wire];
-        this.send(node, 'get', encodeRetrieval('get', keys), keys).then(
+        this.send(
+          node,
+          'get',
+          encodeRetrieval('get', keys),
+          keys,
           (items) => w.resolve(items[0]),
           w.reject,
         );
@@ -73,7 +83,11 @@ export class GetBatcher {
     for (let start = 0; start < n; start += chunk) {
       const mine = n <= chunk ? waiters : waiters.slice(start, start + chunk);
       const keys = mine.map((w) => w.wire);
-      this.send(node, 'get', encodeRetrieval('get', keys), keys).then(
+      this.send(
+        node,
+        'get',
+        encodeRetrieval('get', keys),
+        keys,
         (items) => {
           // Items carry their position in `keys`; the others are misses.
           let next = 0;

@@ -138,9 +138,17 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       this.emit('ignoredError', { command, error }),
     );
     this.batcher = o.autoBatch
-      ? new GetBatcher(
-          (node, command, data, keys) =>
-            this.sendTo(node, 'retrieval', command, data, keys) as Promise<RetrievedItem[]>,
+      ? new GetBatcher((node, command, data, keys, resolve, reject) =>
+          this.dispatch(
+            node,
+            'retrieval',
+            command,
+            data,
+            keys,
+            false,
+            resolve as (value: unknown) => void,
+            reject,
+          ),
         )
       : undefined;
   }
@@ -447,54 +455,97 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     keys?: readonly string[],
     noreply = false,
   ): Promise<unknown> {
+    return new Promise((resolve, reject) =>
+      this.dispatch(node, kind, command, data, keys, noreply, resolve, reject),
+    );
+  }
+
+  /**
+   * {@link sendTo} with callbacks (the hot path: no Promise per layer). Exactly one callback is
+   * called once, synchronously when the request is refused at once.
+   */
+  private dispatch(
+    node: ServerNode,
+    kind: ReplyKind,
+    command: string,
+    data: Buffer | Buffer[],
+    keys: readonly string[] | undefined,
+    noreply: boolean,
+    resolve: (value: unknown) => void,
+    reject: (error: unknown) => void,
+  ): void {
     if (node.dead) {
       try {
         this.cluster.checkUsable(node);
       } catch (err) {
-        return Promise.reject(err);
+        reject(err);
+        return;
       }
     }
     if (this.inFlight >= this.options.maxPending.total) {
-      return Promise.reject(
+      reject(
         new MemcachedBackpressureError(
           `${this.inFlight} calls are already waiting for memcached replies (maxPending = ${this.options.maxPending.total}); a server is stalled or slower than the request rate`,
           { server: node.id, command },
         ),
       );
+      return;
     }
     this.inFlight++;
-    return node.pool
-      .acquire()
-      .send(kind, command, data, this.options.timeout, keys, noreply)
-      .then(
-        (result) => {
-          this.inFlight--;
-          this.cluster.record(node, undefined);
-          return result;
-        },
-        (err: unknown) => {
-          this.inFlight--;
-          this.cluster.record(node, err);
-          throw err;
-        },
-      );
+    node.pool.acquire().enqueue(
+      kind,
+      command,
+      data,
+      this.options.timeout,
+      keys,
+      noreply,
+      (result) => {
+        this.inFlight--;
+        this.cluster.record(node, undefined);
+        resolve(result);
+      },
+      (err) => {
+        this.inFlight--;
+        this.cluster.record(node, err);
+        reject(err);
+      },
+    );
   }
 
   private getOne<T>(key: string): Promise<T | undefined> {
-    let found: Promise<RetrievedItem | undefined>;
-    try {
-      if (this.batcher === undefined) {
-        found = this.retrieveOne('get', key, undefined);
-      } else {
-        const wire = wireKey(key, this.prefix, this.prefixBytes, 'get');
-        found = this.batcher.get(this.cluster.nodeFor(key), wire);
-      }
-    } catch (err) {
-      return Promise.reject(err);
+    if (this.batcher === undefined) {
+      return this.retrieveOne('get', key, undefined).then((item) =>
+        item === undefined ? undefined : (this.decode(key, item) as T | Promise<T>),
+      );
     }
-    return found.then((item) =>
-      item === undefined ? undefined : (this.decode(key, item) as T | Promise<T>),
-    );
+    return new Promise<T | undefined>((resolve, reject) => {
+      let wire: string;
+      let node: ServerNode;
+      try {
+        wire = wireKey(key, this.prefix, this.prefixBytes, 'get');
+        node = this.cluster.nodeFor(key);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      // One Promise per get: the batcher calls back with the item, decoded here.
+      this.batcher!.get(
+        node,
+        wire,
+        (item) => {
+          if (item === undefined) {
+            resolve(undefined);
+            return;
+          }
+          try {
+            resolve(this.decode(key, item) as T | Promise<T>);
+          } catch (err) {
+            reject(err);
+          }
+        },
+        reject,
+      );
+    });
   }
 
   private async retrieveOne(

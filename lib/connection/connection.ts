@@ -149,41 +149,58 @@ export class Connection implements ReplySink {
     keys?: readonly string[],
     noreply = false,
   ): Promise<unknown> {
-    return new Promise<unknown>((resolve, reject) => {
-      const failFast = this.admit();
-      if (failFast !== undefined) {
-        reject(failFast);
-        return;
-      }
-      if (this.queue.length - this.head >= this.settings.maxPending) {
-        reject(
-          new MemcachedBackpressureError(
-            `${this.queue.length - this.head} requests are already waiting on a connection to memcached ${this.server.id} (maxPending.perConnection = ${this.settings.maxPending}); the server is stalled or slower than the request rate`,
-            { server: this.server.id, command },
-          ),
-        );
-        return;
-      }
-      const request: Request = {
-        kind,
-        command,
-        data,
-        keys,
-        cursor: 0,
-        noreply,
-        deadline: now() + timeout,
-        resolve,
-        reject,
-        settled: false,
-        afterNoreply: false,
-        items: undefined,
-        stats: undefined,
-        statCount: 0,
-      };
-      this.queue.push(request);
-      this.arm(request.deadline);
-      if (this.state === 'ready') this.scheduleFlush();
-    });
+    return new Promise<unknown>((resolve, reject) =>
+      this.enqueue(kind, command, data, timeout, keys, noreply, resolve, reject),
+    );
+  }
+
+  /**
+   * {@link send} with callbacks instead of a Promise (the hot path): exactly one of `resolve`
+   * and `reject` is called once — synchronously when the request is refused at once.
+   */
+  enqueue(
+    kind: ReplyKind,
+    command: string,
+    data: Buffer | Buffer[],
+    timeout: number,
+    keys: readonly string[] | undefined,
+    noreply: boolean,
+    resolve: (value: unknown) => void,
+    reject: (error: MemcachedError) => void,
+  ): void {
+    const failFast = this.admit();
+    if (failFast !== undefined) {
+      reject(failFast);
+      return;
+    }
+    if (this.queue.length - this.head >= this.settings.maxPending) {
+      reject(
+        new MemcachedBackpressureError(
+          `${this.queue.length - this.head} requests are already waiting on a connection to memcached ${this.server.id} (maxPending.perConnection = ${this.settings.maxPending}); the server is stalled or slower than the request rate`,
+          { server: this.server.id, command },
+        ),
+      );
+      return;
+    }
+    const request: Request = {
+      kind,
+      command,
+      data,
+      keys,
+      cursor: 0,
+      noreply,
+      deadline: now() + timeout,
+      resolve,
+      reject,
+      settled: false,
+      afterNoreply: false,
+      items: undefined,
+      stats: undefined,
+      statCount: 0,
+    };
+    this.queue.push(request);
+    this.arm(request.deadline);
+    if (this.state === 'ready') this.scheduleFlush();
   }
 
   /**

@@ -31,7 +31,7 @@ describe('auto-batching of concurrent gets', () => {
     try {
       await mc.setMany({ b1: 'one', b2: 2, b3: { three: 3 } });
       await rawRequest(server, 'set bbad 1 0 1\r\nx\r\n'); // unknown flags
-      const spy = jest.spyOn(Connection.prototype, 'send');
+      const spy = jest.spyOn(Connection.prototype, 'enqueue');
       let results: unknown[];
       let bad: unknown;
       let invalid: unknown;
@@ -101,7 +101,7 @@ describe('auto-batching of concurrent gets', () => {
     const mc = new MemcachedClient({ servers: server.address, autoBatch: false });
     try {
       await mc.setMany({ n1: 1, n2: 2 });
-      const spy = jest.spyOn(Connection.prototype, 'send');
+      const spy = jest.spyOn(Connection.prototype, 'enqueue');
       try {
         expect(await Promise.all([mc.get('n1'), mc.get('n2')])).toEqual([1, 2]);
         expect(spy).toHaveBeenCalledTimes(2);

@@ -75,7 +75,7 @@ describe('placement across servers', () => {
     const mc = client();
     const keys = Array.from({ length: 90 }, (_, i) => `m:${i}`);
     await mc.setMany(keys.map((k) => [k, `v-${k}`] as const));
-    const spy = jest.spyOn(Connection.prototype, 'send');
+    const spy = jest.spyOn(Connection.prototype, 'enqueue');
     try {
       const got = await mc.getMany([...keys, 'm:absent']);
       expect(spy).toHaveBeenCalledTimes(3);
