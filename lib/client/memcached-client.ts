@@ -200,9 +200,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   getMany<T = unknown>(keys: Iterable<string>): Promise<Map<string, T>> {
     const list = [...keys];
     return this.intercept('getMany', list, new Map<string, T>(), () =>
-      this.retrieveMany('get', 'getMany', list).then((found) =>
-        this.decodeAll(found, (value) => value as T),
-      ),
+      this.retrieveMany('get', 'getMany', list, (value) => value as T),
     );
   }
 
@@ -210,9 +208,10 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   getsMany<T = unknown>(keys: Iterable<string>): Promise<Map<string, CasValue<T>>> {
     const list = [...keys];
     return this.intercept('getsMany', list, new Map<string, CasValue<T>>(), () =>
-      this.retrieveMany('gets', 'getsMany', list).then((found) =>
-        this.decodeAll(found, (value, item) => ({ value: value as T, cas: item.cas! })),
-      ),
+      this.retrieveMany('gets', 'getsMany', list, (value, item) => ({
+        value: value as T,
+        cas: item.cas!,
+      })),
     );
   }
 
@@ -567,23 +566,22 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   /** Validates all keys, then one pipelined batch per server; returns user key → item. */
   /**
-   * Validates all keys, then one pipelined batch per server (chunks of MULTI_GET_CHUNK keys).
-   * Returns the hits as [user key, item] pairs.
+   * Validates all keys, then one pipelined batch per server (chunks of MULTI_GET_CHUNK keys),
+   * and decodes the hits into a Map as they arrive (waiting only for values that decompress
+   * off-thread). A key listed twice is asked twice; the Map keeps one entry.
    */
-  private async retrieveMany(
+  private async retrieveMany<V>(
     command: 'get' | 'gets',
     method: string,
     keys: readonly string[],
-  ): Promise<Array<[string, RetrievedItem]>> {
-    const out: Array<[string, RetrievedItem]> = [];
+    wrap: (value: unknown, item: RetrievedItem) => V,
+  ): Promise<Map<string, V>> {
+    const out = new Map<string, V>();
     if (keys.length === 0) return out;
-    // Wire keys, deduplicated, grouped by server; `users` holds the user key for each wire key.
-    const seen = new Set<string>();
+    // Wire keys grouped by server; `users` holds the user key for each wire key.
     const groups = new Map<ServerNode, { wires: string[]; users: string[] }>();
     for (const key of keys) {
       const wire = wireKey(key, this.prefix, this.prefixBytes, method);
-      if (seen.has(wire)) continue;
-      seen.add(wire);
       const node = this.cluster.nodeFor(key);
       const group = groups.get(node);
       if (group === undefined) groups.set(node, { wires: [wire], users: [key] });
@@ -593,6 +591,15 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       }
     }
     const failures: Array<[ServerNode, unknown]> = [];
+    let waits: Array<Promise<void>> | undefined;
+    const take = (key: string, item: RetrievedItem): void => {
+      const value = this.decode(key, item);
+      if (value instanceof Promise) {
+        (waits ??= []).push(value.then((v: unknown) => void out.set(key, wrap(v, item))));
+      } else {
+        out.set(key, wrap(value, item));
+      }
+    };
     await Promise.all(
       [...groups].map(async ([node, { wires, users }]) => {
         const requests: Array<Promise<unknown>> = [];
@@ -607,7 +614,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
           const replies = (await Promise.all(requests)) as RetrievedItem[][];
           for (let r = 0; r < replies.length; r++) {
             const base = r * MULTI_GET_CHUNK;
-            for (const item of replies[r]!) out.push([users[base + item.index]!, item]);
+            for (const item of replies[r]!) take(users[base + item.index]!, item);
           }
         } catch (err) {
           failures.push([node, err]);
@@ -615,25 +622,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       }),
     );
     this.settleFailures(method, failures);
+    if (waits !== undefined) await Promise.all(waits);
     return out;
-  }
-
-  /** Decodes hits into a Map; waits only for values that decompress off-thread. */
-  private decodeAll<V>(
-    found: ReadonlyArray<[string, RetrievedItem]>,
-    wrap: (value: unknown, item: RetrievedItem) => V,
-  ): Map<string, V> | Promise<Map<string, V>> {
-    const out = new Map<string, V>();
-    let waits: Array<Promise<void>> | undefined;
-    for (const [key, item] of found) {
-      const value = this.decode(key, item);
-      if (value instanceof Promise) {
-        (waits ??= []).push(value.then((v: unknown) => void out.set(key, wrap(v, item))));
-      } else {
-        out.set(key, wrap(value, item));
-      }
-    }
-    return waits === undefined ? out : Promise.all(waits).then(() => out);
   }
 
   private store(
