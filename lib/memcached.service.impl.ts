@@ -96,7 +96,18 @@ export class MemcachedService implements OnApplicationShutdown {
       ? clientOrOptions
       : new MemcachedClient(clientOrOptions);
     this.name = name;
-    this.reporter = new CacheErrorReporter(new Logger('MemcachedService'), name);
+    const logger = new Logger('MemcachedService');
+    this.reporter = new CacheErrorReporter(logger, name);
+    // Failover transitions are rare and worth a line each.
+    const client = this.client as Partial<Pick<MemcachedClient, 'on'>>;
+    if (typeof client.on === 'function') {
+      client.on('serverDown', ({ server, error }) =>
+        logger.warn(`memcached client "${name}": ${server} marked dead (${error.message})`),
+      );
+      client.on('serverUp', ({ server }) =>
+        logger.log(`memcached client "${name}": ${server} is back`),
+      );
+    }
   }
 
   /** Server ids (`host:port`, `[v6]:port` or socket path) in configuration order. */

@@ -721,6 +721,41 @@ describe('@Cacheable failures and configuration errors', () => {
     );
   });
 
+  test('failover transitions are logged: a server marked dead, then back', async () => {
+    const flaky = await startMemcached();
+    const app = await boot({
+      imports: [
+        MemcachedModule.forRoot({
+          servers: [flaky.address],
+          failover: { failureThreshold: 1, deadTimeout: 100, retryTimeout: 50 },
+        }),
+      ],
+    });
+    const service = app.get(MemcachedService);
+    expect(await service.set('f', 1)).toBe(true);
+    logger.messages.length = 0;
+    await flaky.kill();
+    const until = performance.now() + 3000;
+    while (performance.now() < until && !logger.messages.some((m) => m.includes('marked dead'))) {
+      await service.get('f').catch(() => undefined);
+      await sleep(20);
+    }
+    expect(logger.messages).toContainEqual(
+      expect.stringMatching(/^memcached client "default": 127\.0\.0\.1:\d+ marked dead \(/),
+    );
+    await flaky.restart();
+    const back = performance.now() + 5000;
+    let value: unknown;
+    while (performance.now() < back && value === undefined) {
+      value = await service
+        .set('f', 2)
+        .then(() => service.get('f'))
+        .catch(() => undefined);
+      await sleep(50);
+    }
+    expect(value).toBe(2);
+  });
+
   test('a decorator naming an unregistered client fails the boot', async () => {
     @Injectable()
     class UsesMissing {
