@@ -1,6 +1,7 @@
 /** The workloads of a run and the keys and values they use. */
 import { deflateSync } from 'node:zlib';
 import type { ClientName } from './clients.js';
+import { prng } from '../test/harness/prng.js';
 
 export type Operation = 'get' | 'set' | 'getMany' | 'setCompressed';
 
@@ -89,18 +90,6 @@ function w(op: 'get' | 'set', size: number, concurrency: number, keyCount: numbe
 export function sizeLabel(bytes: number): string {
   if (bytes >= KB && bytes % KB === 0) return `${bytes / KB} KB`;
   return `${bytes} B`;
-}
-
-/** Deterministic PRNG (mulberry32) so every run stores the same bytes. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';

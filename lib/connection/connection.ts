@@ -532,11 +532,15 @@ export class Connection implements ReplySink {
     }
   }
 
-  /** The request whose reply is being read, or a protocol error if none was written. */
-  private current(what: () => string): Request {
-    if (this.head < this.unwritten) return this.queue[this.head]!;
-    throw new MemcachedProtocolError(
-      `memcached ${this.server.id} sent ${what()} but no request is waiting for a reply; the connection was reset`,
+  /** The request whose reply is being read (undefined when none was written). */
+  private current(): Request | undefined {
+    return this.head < this.unwritten ? this.queue[this.head] : undefined;
+  }
+
+  /** A reply arrived while no request waits for one: the stream cannot be trusted. */
+  private unsolicited(what: string): MemcachedProtocolError {
+    return new MemcachedProtocolError(
+      `memcached ${this.server.id} sent ${what} but no request is waiting for a reply; the connection was reset`,
       { server: this.server.id },
     );
   }
@@ -547,7 +551,8 @@ export class Connection implements ReplySink {
    * not asked for, out of order, or twice) means the stream cannot be trusted.
    */
   onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void {
-    const r = this.current(() => `VALUE ${key}`);
+    const r = this.current();
+    if (r === undefined) throw this.unsolicited(`VALUE ${key}`);
     if (r.kind !== 'retrieval') {
       throw unexpectedReply(`VALUE ${key}`, r.kind, r.command, this.server.id);
     }
@@ -570,7 +575,8 @@ export class Connection implements ReplySink {
   }
 
   onStat(name: string, value: string): void {
-    const r = this.current(() => `STAT ${name}`);
+    const r = this.current();
+    if (r === undefined) throw this.unsolicited(`STAT ${name}`);
     if (r.kind !== 'stats') {
       throw unexpectedReply(`STAT ${name}`, r.kind, r.command, this.server.id);
     }
@@ -585,14 +591,16 @@ export class Connection implements ReplySink {
   }
 
   onEnd(): void {
-    const r = this.current(() => 'END');
+    const r = this.current();
+    if (r === undefined) throw this.unsolicited('END');
     if (r.kind === 'retrieval') this.complete(r, r.items ?? []);
     else if (r.kind === 'stats') this.complete(r, r.stats ?? {});
     else throw unexpectedReply('END', r.kind, r.command, this.server.id);
   }
 
   onLine(line: string): void {
-    const r = this.current(() => JSON.stringify(line.slice(0, 80)));
+    const r = this.current();
+    if (r === undefined) throw this.unsolicited(JSON.stringify(line.slice(0, 80)));
     if ((r.items !== undefined || r.stats !== undefined) && !line.startsWith('SERVER_ERROR')) {
       throw unexpectedReply(JSON.stringify(line.slice(0, 80)), r.kind, r.command, this.server.id);
     }

@@ -131,18 +131,6 @@ export async function waitForResources(
   }
 }
 
-/** A small deterministic PRNG (mulberry32), so failures can be replayed from the seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Tracks promises and reports how many are still unsettled. */
 export class SettleTracker {
   private unsettled = 0;
@@ -158,3 +146,5 @@ export class SettleTracker {
     return this.unsettled;
   }
 }
+
+export { prng } from '../harness/prng.js';

@@ -20,6 +20,7 @@ import { MemcachedClient } from '../../lib/client/memcached-client.js';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../harness/memcached.js';
 import { startProxy, type FaultProxy } from '../harness/proxy.js';
 import { injectFaults, Workload, type Tally } from './workload.js';
+import { prng } from '../harness/prng.js';
 
 interface Config {
   ops: number;
@@ -63,17 +64,6 @@ function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const MB = 1024 * 1024;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
