@@ -1,29 +1,20 @@
 import type { ServerNode } from '../cluster/cluster.js';
-import { encodeRetrieval } from '../protocol/encoder.js';
-import type { RetrievedItem } from '../protocol/replies.js';
-
-/** Sends one retrieval request to a node; calls back with the items of the reply. */
-export type RetrievalSender = (
-  node: ServerNode,
-  command: 'get',
-  data: Buffer,
-  keys: readonly string[],
-  resolve: (items: RetrievedItem[]) => void,
-  reject: (error: unknown) => void,
-) => void;
+import type { MemcachedError } from '../errors.js';
+import type { ProtocolDriver } from '../protocol/driver.js';
+import { Request, type RetrievedItem } from '../protocol/request.js';
 
 interface Waiter {
   wire: string;
   resolve: (item: RetrievedItem | undefined) => void;
-  reject: (error: unknown) => void;
+  reject: (error: MemcachedError) => void;
 }
 
-/** Keys per multi-get request line. */
+/** Keys per multi-get request. */
 const CHUNK = 100;
 
 /**
  * Auto-batching of single-key gets: the gets for one server issued in the same tick go out as
- * one `get k1 k2 …` request per pool connection (at most 100 keys each); each caller receives its
+ * one multi-get request per pool connection (at most 100 keys each); each caller receives its
  * own item, miss or error.
  */
 export class GetBatcher {
@@ -31,14 +22,17 @@ export class GetBatcher {
   private scheduled = false;
   private readonly run = (): void => this.flush();
 
-  constructor(private readonly send: RetrievalSender) {}
+  constructor(
+    private readonly driver: ProtocolDriver,
+    private readonly dispatch: (node: ServerNode, request: Request<'retrieve'>) => void,
+  ) {}
 
   /** Queues a get of `wire` on `node` for this tick's batch; calls back with its item or a miss. */
   get(
     node: ServerNode,
     wire: string,
     resolve: (item: RetrievedItem | undefined) => void,
-    reject: (error: unknown) => void,
+    reject: (error: MemcachedError) => void,
   ): void {
     const waiter: Waiter = { wire, resolve, reject };
     const batch = this.batches.get(node);
@@ -59,19 +53,21 @@ export class GetBatcher {
     for (const [node, waiters] of batches) {
       if (waiters.length === 1) {
         const w = waiters[0]!;
-        const keys = [w.wire];
-        this.send(
-          node,
-          'get',
-          encodeRetrieval('get', keys),
-          keys,
-          (items) => w.resolve(items[0]),
-          w.reject,
-        );
+        this.send(node, [w.wire], (items) => w.resolve(items[0]), w.reject);
       } else {
         this.flushMany(node, waiters);
       }
     }
+  }
+
+  private send(
+    node: ServerNode,
+    keys: readonly string[],
+    onItems: (items: RetrievedItem[]) => void,
+    onError: (error: MemcachedError) => void,
+  ): void {
+    const spec = { op: 'get', keys } as const;
+    this.dispatch(node, new Request('get', spec, this.driver.encode(spec), onItems, onError));
   }
 
   private flushMany(node: ServerNode, waiters: Waiter[]): void {
@@ -82,14 +78,11 @@ export class GetBatcher {
     const chunk = Math.min(CHUNK, Math.ceil(n / node.pool.size));
     for (let start = 0; start < n; start += chunk) {
       const mine = n <= chunk ? waiters : waiters.slice(start, start + chunk);
-      const keys = mine.map((w) => w.wire);
       this.send(
         node,
-        'get',
-        encodeRetrieval('get', keys),
-        keys,
+        mine.map((w) => w.wire),
         (items) => {
-          // Items carry their position in `keys`; the others are misses.
+          // Items carry their position in the key list; the others are misses.
           let next = 0;
           for (const item of items) {
             while (next < item.index) mine[next++]!.resolve(undefined);
@@ -97,7 +90,7 @@ export class GetBatcher {
           }
           while (next < mine.length) mine[next++]!.resolve(undefined);
         },
-        (error: unknown) => {
+        (error) => {
           for (const w of mine) w.reject(error);
         },
       );

@@ -1,5 +1,6 @@
 import {
   MemcachedAuthError,
+  MemcachedBackpressureError,
   MemcachedConnectionError,
   MemcachedError,
   MemcachedProtocolError,
@@ -36,10 +37,11 @@ export const UNSAFE_COMMANDS: ReadonlySet<string> = new Set([
   'add',
 ]);
 
-/** Errors that mean the server or the network failed (not the caller's input). */
+/** Errors that mean the server or the network failed, or is overloaded (not the caller's input). */
 export function isIgnorableError(error: unknown): error is MemcachedError {
   return (
     error instanceof MemcachedConnectionError ||
+    error instanceof MemcachedBackpressureError ||
     error instanceof MemcachedTimeoutError ||
     error instanceof MemcachedProtocolError ||
     error instanceof MemcachedServerError ||
@@ -53,8 +55,11 @@ const DEFAULT_RETRY_ON: ReadonlyArray<new (...args: never[]) => Error> = [
   MemcachedProtocolError,
 ];
 
+/** Waits between attempts; rejects at once when the client closes. */
+export type Sleep = (ms: number, command: string) => Promise<void>;
+
 /** Retries safe commands on transient errors, waiting `delay` ms between attempts. */
-export function retryInterceptor(policy: ResolvedOptions['retry']): Interceptor {
+export function retryInterceptor(policy: ResolvedOptions['retry'], sleep: Sleep): Interceptor {
   const retryOn = policy.retryOn ?? DEFAULT_RETRY_ON;
   const doNotRetryOn = policy.doNotRetryOn ?? [];
   const optIn = new Set<string>(policy.unsafeCommands);
@@ -71,7 +76,7 @@ export function retryInterceptor(policy: ResolvedOptions['retry']): Interceptor 
           !doNotRetryOn.some((c) => err instanceof c);
         if (!retry) throw err;
         ctx.attempt++;
-        if (policy.delay > 0) await new Promise((r) => setTimeout(r, policy.delay));
+        if (policy.delay > 0) await sleep(policy.delay, ctx.command);
       }
     }
   };
@@ -96,9 +101,32 @@ export function ignoreErrorsInterceptor(
 export function buildInterceptors(
   options: ResolvedOptions,
   report: (command: string, error: MemcachedError) => void,
+  sleep: Sleep,
 ): Interceptor[] {
   const chain: Interceptor[] = [];
   if (options.ignoreErrors) chain.push(ignoreErrorsInterceptor(report));
-  if (options.retry.attempts > 1) chain.push(retryInterceptor(options.retry));
+  if (options.retry.attempts > 1) chain.push(retryInterceptor(options.retry, sleep));
   return chain;
+}
+
+/**
+ * Runs `run` through the chain: each interceptor's `next` runs the rest of the chain and may be
+ * called again (retry). Never throws synchronously.
+ */
+export function runIntercepted<T>(
+  chain: readonly Interceptor[],
+  ctx: CommandContext,
+  run: () => Promise<T>,
+): Promise<T> {
+  const start = (): Promise<T> => {
+    try {
+      return run();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  };
+  if (chain.length === 0) return start();
+  const call = (index: number): Promise<unknown> =>
+    index === chain.length ? start() : chain[index]!(ctx, () => call(index + 1));
+  return call(0) as Promise<T>;
 }

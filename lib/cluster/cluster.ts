@@ -1,12 +1,11 @@
-import type { ConnectionSettings } from '../connection/connection.js';
+import type { Connection, ConnectionEvents, ConnectionSettings } from '../connection/connection.js';
 import {
   MemcachedAuthError,
+  MemcachedBackpressureError,
   MemcachedConnectionError,
   MemcachedError,
-  MemcachedProtocolError,
-  MemcachedTimeoutError,
 } from '../errors.js';
-import { encodeVersion } from '../protocol/encoder.js';
+import { Request, type AnyRequest, type RequestListener } from '../protocol/request.js';
 import { createDistributor, type Distributor, type HashingScheme } from './hashing/index.js';
 import { Pool } from './pool.js';
 import type { ServerConfig } from './servers.js';
@@ -22,13 +21,15 @@ export interface FailoverSettings {
 export interface ClusterEvents {
   serverDown?(server: string, error: MemcachedError): void;
   serverUp?(server: string): void;
+  /** An error reply to a noreply request: no call failed for it. */
+  noreplyError?(server: string, error: MemcachedError): void;
 }
 
 /** One server of the cluster: its pool and health. */
 export class ServerNode {
   readonly id: string;
   readonly pool: Pool;
-  /** Consecutive failures (connection errors, timeouts). */
+  /** Consecutive failure events (failed connects, lost connections, silent timeouts). */
   failures = 0;
   /** While dead: the time (performance clock, ms) of the next probe. */
   nextProbeAt = 0;
@@ -41,12 +42,10 @@ export class ServerNode {
     readonly index: number,
     poolSize: number,
     settings: ConnectionSettings,
-    onDown: (node: ServerNode, error: MemcachedError) => void,
+    events: ConnectionEvents,
   ) {
     this.id = config.id;
-    this.pool = new Pool(config, poolSize, settings, {
-      onDown: (_connection, error) => onDown(this, error),
-    });
+    this.pool = new Pool(config, poolSize, settings, events);
   }
 }
 
@@ -55,22 +54,35 @@ const now = (): number => performance.now();
 /** Entries of the key → server cache (cleared, not evicted one by one, when full). */
 const PLACEMENT_CACHE_SIZE = 10_000;
 
-/** Whether an error says the server (not the request) is in trouble. */
-export function isServerFailure(error: unknown): boolean {
-  return (
-    error instanceof MemcachedConnectionError ||
-    error instanceof MemcachedTimeoutError ||
-    error instanceof MemcachedProtocolError
-  );
+/** Settings of a cluster besides its servers. */
+export interface ClusterSettings {
+  hashing: HashingScheme;
+  poolSize: number;
+  connection: ConnectionSettings;
+  failover: FailoverSettings;
+  /** Calls waiting for replies across every server; beyond it calls fail fast. */
+  maxPending: number;
+  /** Reply timeout of calls, ms. */
+  timeout: number;
+}
+
+/** One server's answer to a ping. */
+export interface NodePing {
+  ok: boolean;
+  latencyMs: number;
+  error?: MemcachedError;
 }
 
 /**
- * The servers, the key → server placement, and dead-server tracking. A server that fails
- * `failureThreshold` times in a row is dead for `deadTimeout`: with failover its keys go to the
- * live servers (no other key moves), without it its calls fail fast. Then it is probed with
- * `version` (every `retryTimeout` until it answers) and rejoins.
+ * The servers, the key → server placement, dead-server tracking, and dispatch: every request
+ * goes out through {@link dispatch}, which refuses it when its server is dead or too many calls
+ * are waiting, and otherwise hands it to a pooled connection. A server that fails
+ * `failureThreshold` times in a row (failure events: failed connects, lost connections, silent
+ * timeouts — never a stall of this process) is dead for `deadTimeout`: with failover its keys go
+ * to the live servers (no other key moves), without it its calls fail fast. Then it is probed
+ * with `version` (every `retryTimeout` until it answers) and rejoins.
  */
-export class Cluster {
+export class Cluster implements RequestListener {
   readonly nodes: ServerNode[];
   private readonly distributor: Distributor | undefined;
   private readonly alive = (i: number): boolean => !this.nodes[i]!.dead;
@@ -78,30 +90,38 @@ export class Cluster {
   /** Recent key → node placements; cleared whenever the set of live servers changes. */
   private readonly placement = new Map<string, ServerNode>();
   private closed = false;
+  /** Calls waiting for a reply, across every server. */
+  private inFlight = 0;
+  private readonly failover: FailoverSettings;
 
   constructor(
     servers: readonly ServerConfig[],
-    hashing: HashingScheme,
-    poolSize: number,
-    settings: ConnectionSettings,
-    private readonly failover: FailoverSettings,
+    private readonly settings: ClusterSettings,
     private readonly events: ClusterEvents = {},
   ) {
-    const onDown = (node: ServerNode, error: MemcachedError): void => this.failed(node, error);
-    this.nodes = servers.map((s, i) => new ServerNode(s, i, poolSize, settings, onDown));
+    this.failover = settings.failover;
+    this.nodes = servers.map(
+      (s, i) =>
+        new ServerNode(s, i, settings.poolSize, settings.connection, this.connectionEvents(i)),
+    );
     this.distributor =
       servers.length > 1
         ? createDistributor(
-            hashing,
+            settings.hashing,
             servers.map((s) => ({ id: s.id, host: s.host, port: s.port, weight: s.weight })),
           )
         : undefined;
   }
 
+  /** Every node, dead or alive (stats, version, flushAll go to all). */
+  get all(): readonly ServerNode[] {
+    return this.nodes;
+  }
+
   /**
    * The server for a key (without prefix). With failover, dead servers are skipped (throws
    * MemcachedConnectionError when none is alive); without it, the key's server even when dead
-   * (see {@link checkUsable}).
+   * (its calls then fail fast in {@link dispatch}).
    */
   nodeFor(key: string): ServerNode {
     if (this.deadCount > 0) this.probeDue();
@@ -121,22 +141,100 @@ export class Cluster {
     return node;
   }
 
-  /** Every node, dead or alive (stats, version, flushAll go to all). */
-  get all(): readonly ServerNode[] {
-    return this.nodes;
+  /**
+   * Sends a request to `node`. It settles exactly once — synchronously with an error when it is
+   * refused at once (dead server, backpressure, closed).
+   */
+  dispatch(node: ServerNode, request: AnyRequest): void {
+    if (node.dead) {
+      request.fail(this.deadError(node));
+      return;
+    }
+    if (this.inFlight >= this.settings.maxPending) {
+      request.fail(
+        new MemcachedBackpressureError(
+          `${this.inFlight} calls are already waiting for memcached replies (maxPending = ${this.settings.maxPending}); a server is stalled or slower than the request rate`,
+          { server: node.id, command: request.command },
+        ),
+      );
+      return;
+    }
+    this.inFlight++;
+    request.listener = this;
+    request.timeout = this.settings.timeout;
+    node.pool.send(request);
+  }
+
+  /** RequestListener: a dispatched request settled. */
+  onSettled(): void {
+    this.inFlight--;
   }
 
   /**
-   * Records the outcome of a call on a node. A reply (even an error reply) proves the server
-   * alive; a timeout counts as a failure. Connection failures are counted once per event (a
-   * failed connect, a lost socket) by the pool, not once per call they rejected.
+   * Asks every server for its version (bypassing failover state) and reports per server whether
+   * it answered and how fast. Never rejects.
    */
-  record(node: ServerNode, error: unknown): void {
-    if (error === undefined || !isServerFailure(error)) {
-      if (node.failures !== 0 && !node.dead) node.failures = 0;
-      return;
-    }
-    if (error instanceof MemcachedTimeoutError) this.failed(node, error);
+  async ping(timeout: number): Promise<Record<string, NodePing>> {
+    const out: Record<string, NodePing> = {};
+    await Promise.all(
+      this.nodes.map(async (node) => {
+        const started = performance.now();
+        try {
+          await this.version(node, timeout, 'ping');
+          out[node.id] = { ok: true, latencyMs: performance.now() - started };
+        } catch (err) {
+          const error =
+            err instanceof MemcachedError
+              ? err
+              : new MemcachedError(String(err), { server: node.id, command: 'version' });
+          out[node.id] = { ok: false, latencyMs: performance.now() - started, error };
+        }
+      }),
+    );
+    return out;
+  }
+
+  async close(graceMs = 0): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.nodes.map((n) => n.pool.close(graceMs)));
+  }
+
+  /** `version` sent straight to a node's pool, whatever its state (pings and probes). */
+  private version(node: ServerNode, timeout: number, command: string): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      if (this.closed) {
+        reject(
+          new MemcachedConnectionError('the memcached client is closed', {
+            server: node.id,
+            command,
+          }),
+        );
+        return;
+      }
+      const spec = { op: 'version' } as const;
+      const request = new Request<'version'>(
+        command,
+        spec,
+        this.settings.connection.driver.encode(spec),
+        resolve,
+        reject,
+      );
+      request.timeout = timeout;
+      node.pool.send(request);
+    });
+  }
+
+  private connectionEvents(index: number): ConnectionEvents {
+    const node = (): ServerNode => this.nodes[index]!;
+    return {
+      onDown: (_c: Connection, error) => this.failed(node(), error),
+      onTimeout: (_c: Connection, error) => this.failed(node(), error),
+      onData: () => {
+        const n = node();
+        if (n.failures !== 0 && !n.dead) n.failures = 0;
+      },
+      onStray: (_c: Connection, error) => this.events.noreplyError?.(node().id, error),
+    };
   }
 
   private failed(node: ServerNode, error: MemcachedError): void {
@@ -148,28 +246,19 @@ export class Cluster {
     }
   }
 
-  async close(graceMs = 0): Promise<void> {
-    this.closed = true;
-    await Promise.all(this.nodes.map((n) => n.pool.close(graceMs)));
-  }
-
   /**
-   * Throws MemcachedConnectionError when `node` is dead (its calls fail fast: with failover off,
-   * or when it is the only server).
+   * The error for a call to a dead node: its calls fail fast (with failover off, when it is the
+   * only server, or for commands sent to every server).
    */
-  checkUsable(node: ServerNode): void {
-    if (node.dead) {
-      const wait = Math.max(0, Math.ceil(node.nextProbeAt - now()));
-      // Keep the class of the failure that killed it (an auth failure stays an auth failure).
-      const Failure =
-        node.lastError instanceof MemcachedAuthError
-          ? MemcachedAuthError
-          : MemcachedConnectionError;
-      throw new Failure(
-        `memcached ${node.id} is marked dead after ${this.failover.failureThreshold} consecutive failures (last: ${node.lastError?.message ?? 'unknown'}); it will be probed again in ${wait} ms${this.failover.enabled ? '' : ' (failover is off, so its keys are not moved)'}`,
-        { server: node.id, cause: node.lastError },
-      );
-    }
+  private deadError(node: ServerNode): MemcachedError {
+    const wait = Math.max(0, Math.ceil(node.nextProbeAt - now()));
+    // Keep the class of the failure that killed it (an auth failure stays an auth failure).
+    const Failure =
+      node.lastError instanceof MemcachedAuthError ? MemcachedAuthError : MemcachedConnectionError;
+    return new Failure(
+      `memcached ${node.id} is marked dead after ${this.failover.failureThreshold} consecutive failures (last: ${node.lastError?.message ?? 'unknown'}); it will be probed again in ${wait} ms${this.failover.enabled ? '' : ' (failover is off, so its keys are not moved)'}`,
+      { server: node.id, cause: node.lastError },
+    );
   }
 
   private noLiveServer(): MemcachedConnectionError {
@@ -202,20 +291,17 @@ export class Cluster {
     for (const node of this.nodes) {
       if (!node.dead || node.probing || t < node.nextProbeAt || this.closed) continue;
       node.probing = true;
-      node.pool
-        .acquire()
-        .send('version', 'version', encodeVersion(), Math.max(this.failover.retryTimeout, 100))
-        .then(
-          () => {
-            node.probing = false;
-            if (!this.closed) this.markAlive(node);
-          },
-          (err: unknown) => {
-            node.probing = false;
-            node.lastError = err instanceof MemcachedError ? err : node.lastError;
-            node.nextProbeAt = now() + this.failover.retryTimeout;
-          },
-        );
+      this.version(node, Math.max(this.failover.retryTimeout, 100), 'version').then(
+        () => {
+          node.probing = false;
+          if (!this.closed) this.markAlive(node);
+        },
+        (err: unknown) => {
+          node.probing = false;
+          node.lastError = err instanceof MemcachedError ? err : node.lastError;
+          node.nextProbeAt = now() + this.failover.retryTimeout;
+        },
+      );
     }
   }
 }

@@ -1,5 +1,5 @@
-import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as net from 'node:net';
+import type * as tls from 'node:tls';
 import {
   MemcachedAuthError,
   MemcachedBackpressureError,
@@ -8,120 +8,119 @@ import {
   MemcachedProtocolError,
   MemcachedTimeoutError,
 } from '../errors.js';
-import { encodeAuth } from '../protocol/encoder.js';
-import { ReplyParser, type ParserLimits, type ReplySink } from '../protocol/parser.js';
-import {
-  interpretLine,
-  unexpectedReply,
-  type ReplyKind,
-  type RetrievedItem,
-} from '../protocol/replies.js';
+import type {
+  DriverAuth,
+  DriverSession,
+  ProtocolDriver,
+  SessionHost,
+  SessionLimits,
+} from '../protocol/driver.js';
+import type { AnyRequest } from '../protocol/request.js';
+import { DeadlineTimer } from './deadlines.js';
+import { RequestQueue } from './request-queue.js';
+import { openSocket, type ServerAddress } from './socket.js';
 
-/** Where a connection goes. */
-export interface ServerAddress {
-  /** `host:port`, `[v6]:port` or the socket path. */
-  id: string;
-  /** Host name or IP (without brackets), or the socket path for unix sockets. */
-  host: string;
-  /** TCP port; 0 for unix sockets. */
-  port: number;
-  /** True for a unix domain socket. */
-  unix: boolean;
-}
+export type { ServerAddress } from './socket.js';
 
 export interface ConnectionSettings {
+  driver: ProtocolDriver;
   connectTimeout: number;
+  /** The client's call timeout (ms): a timer this much late means the process stalled. */
+  timeout: number;
   /** `true` or TLS options; undefined for plain TCP. */
   tls: tls.ConnectionOptions | undefined;
-  auth: { username: string; password: string } | undefined;
+  auth: DriverAuth | undefined;
   keepAlive: boolean;
-  parserLimits: ParserLimits;
+  limits: SessionLimits;
   /** Reconnect backoff while the server stays down (ms). */
   backoffMin: number;
   backoffMax: number;
-  /** Requests allowed to wait on one connection; beyond it `send` fails fast. */
+  /** Requests allowed to wait on one connection; beyond it `enqueue` fails fast. */
   maxPending: number;
 }
 
-/** Connection life: events for the pool / cluster above. */
+/** Connection life, for the pool and cluster above. */
 export interface ConnectionEvents {
-  /** The socket is connected (and authenticated) and ready for requests. */
+  /** Connected (and through the handshake), ready for requests. */
   onReady?(connection: Connection): void;
-  /** The socket failed to connect or was lost. */
+  /** The socket failed to connect or was lost: one failure event. */
   onDown?(connection: Connection, error: MemcachedError): void;
+  /**
+   * Requests timed out while the server sent nothing and this process was not stalled: one
+   * failure event however many requests it rejected.
+   */
+  onTimeout?(connection: Connection, error: MemcachedTimeoutError): void;
+  /** The server sent bytes: it is alive. */
+  onData?(connection: Connection): void;
+  /** An error reply to a noreply request (no caller waits for it). */
+  onStray?(connection: Connection, error: MemcachedError): void;
 }
 
-/** A request waiting in a connection's queue. */
-export interface Request {
-  readonly kind: ReplyKind;
-  /** The command name for error messages (`get`, `set`, ...). */
-  readonly command: string;
-  /** Bytes to write; released once written. */
-  data: Buffer | Buffer[] | undefined;
-  /** Retrieval: the wire keys asked for (a reply item for any other key breaks the stream). */
-  readonly keys: readonly string[] | undefined;
-  /** Retrieval: index in `keys` where the next reply item may start (replies keep request order). */
-  cursor: number;
-  /** With noreply the request settles `true` once written and expects no reply. */
-  readonly noreply: boolean;
-  /** Absolute deadline (ms, performance clock). */
-  readonly deadline: number;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: MemcachedError) => void;
-  /** Settled already (timed out); its reply, if it comes, is read and dropped. */
-  settled: boolean;
-  /** A noreply request was written just before this one (an error line may be the noreply's). */
-  afterNoreply: boolean;
-  items: RetrievedItem[] | undefined;
-  stats: Record<string, string> | undefined;
-  statCount: number;
-}
-
-/** Most STAT lines one reply may carry (`stats conns` of a very busy server stays far below). */
-const MAX_STAT_LINES = 100_000;
-
-type State = 'idle' | 'connecting' | 'authenticating' | 'ready' | 'down' | 'closed';
+type State = 'idle' | 'connecting' | 'handshake' | 'ready' | 'down' | 'closed';
 
 const now = (): number => performance.now();
 
+/** Writes up to this size are joined into one buffer; larger ones go out corked, uncopied. */
+const JOIN_LIMIT = 64 * 1024;
+
 /**
- * One socket to one memcached server, with its FIFO of pending requests. Requests are pipelined
- * in order; replies are matched strictly in order and checked against what each request expects
- * (kind, and for retrievals the exact keys asked), so a reply can never reach the wrong caller:
- * anything that does not fit resets the connection. One timer serves every deadline. A lost socket
- * fails every pending request at once; the next request reconnects (with backoff while the server
- * stays down).
+ * One socket to one memcached server and its queue. Requests are written in order, coalesced
+ * into one write per tick, and their replies are matched in order by the protocol driver's
+ * session. One timer serves every deadline; a timed-out request rejects alone and its late
+ * reply is read and dropped. A lost socket fails every pending request at once; the next
+ * request reconnects (with backoff while the server stays down). It knows no command.
  */
-export class Connection implements ReplySink {
+export class Connection implements SessionHost {
+  readonly server: string;
   private state: State = 'idle';
   private socket: net.Socket | undefined;
-  private readonly parser: ReplyParser;
-  /** Pending requests: [head, unwritten) are written and await replies; [unwritten, end) are not yet written. */
-  private queue: Request[] = [];
-  private head = 0;
-  private unwritten = 0;
+  private readonly session: DriverSession;
+  private readonly queue = new RequestQueue();
+  private readonly deadlines: DeadlineTimer;
   private flushScheduled = false;
-  private noreplyWritten = false;
-  private timer: NodeJS.Timeout | undefined;
-  private timerAt = Infinity;
+  /** Sequence number of the last noreply request queued here. */
+  private noreplySeq = 0;
+  /** Every noreply request up to this sequence number is known to be processed. */
+  private fencedSeq = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private nextAttemptAt = 0;
   private lastError: MemcachedError | undefined;
   private lastDataAt = 0;
   private closeWaiters: Array<() => void> = [];
+  private readonly flushNow = (): void => this.flush();
 
   constructor(
-    readonly server: ServerAddress,
+    readonly address: ServerAddress,
     private readonly settings: ConnectionSettings,
     private readonly events: ConnectionEvents = {},
   ) {
-    this.parser = new ReplyParser(this, settings.parserLimits);
+    this.server = address.id;
+    this.session = settings.driver.session(this, settings.limits, settings.auth);
+    this.deadlines = new DeadlineTimer((t, lateBy) => this.checkDeadlines(t, lateBy));
   }
 
   /** Requests written or waiting to be written, not yet answered. */
   get pending(): number {
-    return this.queue.length - this.head;
+    return this.queue.pending;
+  }
+
+  /**
+   * True while noreply requests sent here are not yet known to be processed: later requests of
+   * the same client must follow them on this connection to keep their order.
+   */
+  get hasUnfencedWrites(): boolean {
+    return this.noreplySeq > this.fencedSeq;
+  }
+
+  /** The sequence number of the last noreply request queued here. */
+  get lastNoreply(): number {
+    return this.noreplySeq;
+  }
+
+  /** Whether the noreply request numbered `seq` is known to be processed (or lost). */
+  isFenced(seq: number): boolean {
+    return seq <= this.fencedSeq;
   }
 
   get isReady(): boolean {
@@ -138,69 +137,30 @@ export class Connection implements ReplySink {
   }
 
   /**
-   * Queues a request. Returns a promise settled with the interpreted reply: the status line
-   * value, the retrieved items, the stats record, or `true` for noreply once written.
+   * Queues a request; it settles exactly once (synchronously, when refused at once). A noreply
+   * request settles once written.
    */
-  send(
-    kind: ReplyKind,
-    command: string,
-    data: Buffer | Buffer[],
-    timeout: number,
-    keys?: readonly string[],
-    noreply = false,
-  ): Promise<unknown> {
-    return new Promise<unknown>((resolve, reject) =>
-      this.enqueue(kind, command, data, timeout, keys, noreply, resolve, reject),
-    );
-  }
-
-  /**
-   * {@link send} with callbacks instead of a Promise (the hot path): exactly one of `resolve`
-   * and `reject` is called once — synchronously when the request is refused at once.
-   */
-  enqueue(
-    kind: ReplyKind,
-    command: string,
-    data: Buffer | Buffer[],
-    timeout: number,
-    keys: readonly string[] | undefined,
-    noreply: boolean,
-    resolve: (value: unknown) => void,
-    reject: (error: MemcachedError) => void,
-  ): void {
-    const failFast = this.admit();
-    if (failFast !== undefined) {
-      reject(failFast);
+  enqueue(request: AnyRequest): void {
+    const refused = this.admit(request.command);
+    if (refused !== undefined) {
+      request.fail(refused);
       return;
     }
-    if (this.queue.length - this.head >= this.settings.maxPending) {
-      reject(
+    if (this.queue.pending >= this.settings.maxPending) {
+      request.fail(
         new MemcachedBackpressureError(
-          `${this.queue.length - this.head} requests are already waiting on a connection to memcached ${this.server.id} (maxPending.perConnection = ${this.settings.maxPending}); the server is stalled or slower than the request rate`,
-          { server: this.server.id, command },
+          `${this.queue.pending} requests are already waiting on a connection to memcached ${this.server} (maxPending.perConnection = ${this.settings.maxPending}); the server is stalled or slower than the request rate`,
+          { server: this.server, command: request.command },
         ),
       );
       return;
     }
-    const request: Request = {
-      kind,
-      command,
-      data,
-      keys,
-      cursor: 0,
-      noreply,
-      deadline: now() + timeout,
-      resolve,
-      reject,
-      settled: false,
-      afterNoreply: false,
-      items: undefined,
-      stats: undefined,
-      statCount: 0,
-    };
+    if (request.noreply) this.noreplySeq++;
     this.queue.push(request);
-    this.arm(request.deadline);
-    if (this.state === 'ready') this.scheduleFlush();
+    if (this.state === 'ready' && !this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(this.flushNow);
+    }
   }
 
   /**
@@ -210,7 +170,7 @@ export class Connection implements ReplySink {
   async close(graceMs = 0): Promise<void> {
     if (this.state === 'closed') return;
     const live =
-      this.state === 'ready' || this.state === 'connecting' || this.state === 'authenticating';
+      this.state === 'ready' || this.state === 'connecting' || this.state === 'handshake';
     if (graceMs > 0 && this.pending > 0 && live) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, graceMs);
@@ -220,14 +180,14 @@ export class Connection implements ReplySink {
         });
       });
     }
-    if (this.isClosed) return;
+    if ((this.state as State) === 'closed') return;
     this.state = 'closed';
-    const error = new MemcachedConnectionError(
-      `the memcached client was closed before ${this.server.id} answered`,
-      { server: this.server.id },
+    this.fail(
+      new MemcachedConnectionError(
+        `the memcached client was closed before ${this.server} answered`,
+        { server: this.server },
+      ),
     );
-    this.failAll(error);
-    this.clearTimers();
     const socket = this.socket;
     this.socket = undefined;
     if (socket !== undefined) {
@@ -237,23 +197,39 @@ export class Connection implements ReplySink {
   }
 
   // ---------------------------------------------------------------------------------------
+  // SessionHost: the driver session reads replies through these.
+
+  head(): AnyRequest | undefined {
+    return this.queue.head();
+  }
+
+  shift(): void {
+    this.queue.shift();
+    if (this.closeWaiters.length > 0 && this.queue.pending === 0) this.notifyDrained();
+  }
+
+  stray(error: MemcachedError): void {
+    this.events.onStray?.(this, error);
+  }
+
+  // ---------------------------------------------------------------------------------------
   // Connecting
 
   /** Decides whether a new request may be queued; starts connecting when needed. */
-  private admit(): MemcachedError | undefined {
+  private admit(command: string): MemcachedError | undefined {
     switch (this.state) {
       case 'ready':
       case 'connecting':
-      case 'authenticating':
+      case 'handshake':
         return undefined;
       case 'closed':
         return new MemcachedConnectionError(
           'the memcached client is closed; create a new client to send more commands',
-          { server: this.server.id },
+          { server: this.server, command },
         );
       case 'down': {
         const wait = this.nextAttemptAt - now();
-        if (wait > 0) return this.downError(wait);
+        if (wait > 0) return this.downError(wait, command);
         this.connect();
         return undefined;
       }
@@ -263,52 +239,33 @@ export class Connection implements ReplySink {
     }
   }
 
-  private downError(waitMs: number): MemcachedError {
+  private downError(waitMs: number, command: string): MemcachedError {
     const last = this.lastError;
     const detail = last === undefined ? '' : `: ${last.message}`;
-    const message = `memcached ${this.server.id} is unavailable${detail} (next connection attempt in ${Math.ceil(waitMs)} ms)`;
-    if (last instanceof MemcachedAuthError) {
-      return new MemcachedAuthError(message, { server: this.server.id, cause: last });
-    }
-    return new MemcachedConnectionError(message, { server: this.server.id, cause: last });
+    const message = `memcached ${this.server} is unavailable${detail} (next connection attempt in ${Math.ceil(waitMs)} ms)`;
+    const Failure =
+      last instanceof MemcachedAuthError ? MemcachedAuthError : MemcachedConnectionError;
+    return new Failure(message, { server: this.server, command, cause: last });
   }
 
   private connect(): void {
     this.state = 'connecting';
-    this.parser.reset();
-    const { server, settings } = this;
-    let socket: net.Socket;
-    const onConnected = (): void => this.onConnected(socket);
-    if (settings.tls !== undefined) {
-      const options: tls.ConnectionOptions = { ...settings.tls };
-      if (server.unix) options.path = server.host;
-      else {
-        options.host = server.host;
-        options.port = server.port;
-        if (options.servername === undefined && net.isIP(server.host) === 0) {
-          options.servername = server.host;
-        }
-      }
-      socket = tls.connect(options, onConnected);
-    } else {
-      socket = server.unix
-        ? net.connect({ path: server.host }, onConnected)
-        : net.connect({ host: server.host, port: server.port }, onConnected);
-    }
+    this.session.reset();
+    const { address, settings } = this;
+    const socket = openSocket(address, settings.tls, settings.keepAlive, () =>
+      this.onConnected(socket),
+    );
     this.socket = socket;
-    socket.setNoDelay(true);
-    if (settings.keepAlive) socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => this.onData(socket, chunk));
     socket.on('error', (err: Error) => this.onSocketError(socket, err));
     socket.on('close', () => this.onSocketError(socket, undefined));
     this.connectTimer = setTimeout(() => {
       this.connectTimer = undefined;
-      if (this.socket !== socket) return;
       this.lose(
         socket,
         new MemcachedConnectionError(
-          `could not connect to memcached ${server.id} within ${settings.connectTimeout} ms (connectTimeout); is the server up and reachable?`,
-          { server: server.id },
+          `could not connect to memcached ${address.id} within ${settings.connectTimeout} ms (connectTimeout); is the server up and reachable?`,
+          { server: address.id },
         ),
         true,
       );
@@ -321,37 +278,30 @@ export class Connection implements ReplySink {
       clearTimeout(this.connectTimer);
       this.connectTimer = undefined;
     }
-    const auth = this.settings.auth;
-    if (auth === undefined) {
+    const steps = this.session.handshake(
+      () => {
+        if (this.socket === socket && this.state === 'handshake') this.becomeReady();
+      },
+      (error) => {
+        if (this.socket === socket) this.lose(socket, error, true);
+      },
+    );
+    if (steps.length === 0) {
       this.becomeReady();
       return;
     }
-    this.state = 'authenticating';
-    const request: Request = {
-      kind: 'auth',
-      command: 'auth',
-      data: undefined,
-      keys: undefined,
-      cursor: 0,
-      noreply: false,
-      deadline: now() + this.settings.connectTimeout,
-      resolve: () => {
-        if (this.socket === socket && this.state === 'authenticating') this.becomeReady();
-      },
-      reject: (error) => {
-        if (this.socket === socket) this.lose(socket, error, true);
-      },
-      settled: false,
-      afterNoreply: false,
-      items: undefined,
-      stats: undefined,
-      statCount: 0,
-    };
-    // The auth request goes first, alone; user requests wait until it succeeded.
-    this.queue.splice(this.head, 0, request);
-    this.unwritten = this.head + 1;
-    this.arm(request.deadline);
-    socket.write(encodeAuth(auth.username, auth.password));
+    // The handshake goes first and alone; user requests wait until it succeeded.
+    this.state = 'handshake';
+    const deadline = now() + this.settings.connectTimeout;
+    const out: Buffer[] = [];
+    for (const step of steps) {
+      step.timeout = this.settings.connectTimeout;
+      step.deadline = deadline;
+      pushData(out, step);
+      this.queue.pushWritten(step);
+    }
+    this.deadlines.arm(deadline);
+    socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
   }
 
   private becomeReady(): void {
@@ -359,13 +309,16 @@ export class Connection implements ReplySink {
     this.failures = 0;
     this.lastError = undefined;
     this.events.onReady?.(this);
-    this.scheduleFlush();
+    if (this.queue.hasUnwritten && !this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(this.flushNow);
+    }
   }
 
   private onSocketError(socket: net.Socket, err: Error | undefined): void {
     if (this.socket !== socket) return;
     const wasConnecting = this.state === 'connecting';
-    const server = this.server.id;
+    const server = this.server;
     let error: MemcachedError;
     if (err === undefined) {
       error = new MemcachedConnectionError(
@@ -385,7 +338,7 @@ export class Connection implements ReplySink {
         { server, cause: err },
       );
     }
-    this.lose(socket, error, wasConnecting || this.state === 'authenticating');
+    this.lose(socket, error, wasConnecting || this.state === 'handshake');
   }
 
   /**
@@ -398,10 +351,6 @@ export class Connection implements ReplySink {
     this.socket = undefined;
     socket.removeAllListeners('data');
     socket.destroy();
-    if (this.connectTimer !== undefined) {
-      clearTimeout(this.connectTimer);
-      this.connectTimer = undefined;
-    }
     this.state = 'down';
     this.lastError = error;
     if (connectFailure || error instanceof MemcachedAuthError) {
@@ -418,90 +367,83 @@ export class Connection implements ReplySink {
     } else {
       this.nextAttemptAt = 0;
     }
-    this.parser.reset();
-    this.failAll(error);
-    this.clearTimers();
+    this.session.reset();
+    if (error instanceof MemcachedProtocolError) {
+      // The request being answered gets the protocol error; the others on this connection did
+      // nothing wrong and fail as bystanders of a broken stream.
+      this.queue.head()?.fail(error);
+      this.fail(
+        new MemcachedConnectionError(
+          `the connection to memcached ${this.server} was reset: ${error.message}`,
+          { server: this.server, cause: error },
+        ),
+      );
+    } else {
+      this.fail(error);
+    }
     this.events.onDown?.(this, error);
   }
 
-  private failAll(error: MemcachedError): void {
-    const queue = this.queue;
-    const head = this.head;
-    this.queue = [];
-    this.head = 0;
-    this.unwritten = 0;
-    this.noreplyWritten = false;
-    for (let i = head; i < queue.length; i++) {
-      const r = queue[i]!;
-      if (!r.settled) {
-        r.settled = true;
-        r.reject(error);
-      }
-    }
-    this.notifyDrained();
-  }
-
-  private clearTimers(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    this.timerAt = Infinity;
+  /** Fails every pending request and clears every timer. */
+  private fail(error: MemcachedError): void {
     if (this.connectTimer !== undefined) {
       clearTimeout(this.connectTimer);
       this.connectTimer = undefined;
     }
+    this.deadlines.clear();
+    // Whatever happened to the noreply writes on the lost socket, nothing can follow them now.
+    this.fencedSeq = this.noreplySeq;
+    this.queue.failAll(error);
+    this.notifyDrained();
   }
 
   // ---------------------------------------------------------------------------------------
   // Writing
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    process.nextTick(() => this.flush());
-  }
-
-  /** Writes every unwritten request in one corked batch (one syscall per tick). */
+  /** Writes every unwritten request in one batch (one syscall per tick). */
   private flush(): void {
     this.flushScheduled = false;
     const socket = this.socket;
-    if (socket === undefined || this.state !== 'ready') return;
-    const queue = this.queue;
-    let w = this.unwritten;
-    if (w >= queue.length) return;
+    if (socket === undefined || this.state !== 'ready' || !this.queue.hasUnwritten) return;
+    const t = now();
     const out: Buffer[] = [];
-    let bytes = 0;
-    for (let i = this.unwritten; i < queue.length; i++) {
-      const r = queue[i]!;
-      if (r.settled) continue; // timed out before it was sent: never sent at all
-      const data = r.data!;
-      r.data = undefined;
-      if (Array.isArray(data)) {
-        for (const chunk of data) {
-          out.push(chunk);
-          bytes += chunk.length;
+    let earliest = Infinity;
+    let seq = this.fencedSeq;
+    this.queue.takeUnwritten(
+      (r) => {
+        pushData(out, r);
+        if (r.noreply) {
+          seq++;
+          r.completeNoreply();
+          return;
         }
-      } else {
-        out.push(data);
-        bytes += data.length;
-      }
-      if (r.noreply) {
-        this.noreplyWritten = true;
-        r.settled = true;
-        r.resolve(true);
-        continue;
-      }
-      r.afterNoreply = this.noreplyWritten;
-      this.noreplyWritten = false;
-      queue[w++] = r;
-    }
-    queue.length = w;
-    this.unwritten = w;
-    // One write per tick: small requests are joined into one buffer, large values go as they are.
+        // The deadline runs from the write: time spent before it (a stall of this process,
+        // connecting) is not the server's.
+        r.deadline = t + r.timeout;
+        if (r.deadline < earliest) earliest = r.deadline;
+      },
+      () => {
+        const fence = this.session.fence();
+        fence.covers = seq;
+        fence.timeout = this.settings.timeout;
+        fence.deadline = t + this.settings.timeout;
+        const onFenced = (): void => {
+          if (fence.covers > this.fencedSeq) this.fencedSeq = fence.covers;
+        };
+        fence.listener = { onSettled: onFenced };
+        pushData(out, fence);
+        return fence;
+      },
+    );
+    if (earliest !== Infinity) this.deadlines.arm(earliest);
     if (out.length === 0) return;
-    if (out.length === 1) socket.write(out[0]!);
-    else if (bytes <= 64 * 1024) socket.write(Buffer.concat(out, bytes));
+    if (out.length === 1) {
+      socket.write(out[0]!);
+      return;
+    }
+    let bytes = 0;
+    for (const chunk of out) bytes += chunk.length;
+    if (bytes <= JOIN_LIMIT) socket.write(Buffer.concat(out, bytes));
     else {
       socket.cork();
       for (const chunk of out) socket.write(chunk);
@@ -515,145 +457,23 @@ export class Connection implements ReplySink {
   private onData(socket: net.Socket, chunk: Buffer): void {
     if (this.socket !== socket) return;
     this.lastDataAt = now();
+    this.events.onData?.(this);
     try {
-      this.parser.feed(chunk);
+      this.session.feed(chunk);
     } catch (err) {
       const error =
         err instanceof MemcachedError
           ? err
           : new MemcachedProtocolError(
-              `failed to handle a reply from ${this.server.id}: ${String(err)}`,
-              {
-                server: this.server.id,
-                cause: err,
-              },
+              `failed to handle a reply from ${this.server}: ${String(err)}`,
+              { server: this.server, cause: err },
             );
       this.lose(socket, error, false);
     }
   }
 
-  /** The request whose reply is being read (undefined when none was written). */
-  private current(): Request | undefined {
-    return this.head < this.unwritten ? this.queue[this.head] : undefined;
-  }
-
-  /** A reply arrived while no request waits for one: the stream cannot be trusted. */
-  private unsolicited(what: string): MemcachedProtocolError {
-    return new MemcachedProtocolError(
-      `memcached ${this.server.id} sent ${what} but no request is waiting for a reply; the connection was reset`,
-      { server: this.server.id },
-    );
-  }
-
-  /**
-   * A retrieval item. memcached answers the keys of a get in the order they were asked,
-   * skipping misses, so the item must match a key at or after the cursor: anything else (a key
-   * not asked for, out of order, or twice) means the stream cannot be trusted.
-   */
-  onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void {
-    const r = this.current();
-    if (r === undefined) throw this.unsolicited(`VALUE ${key}`);
-    if (r.kind !== 'retrieval') {
-      throw unexpectedReply(`VALUE ${key}`, r.kind, r.command, this.server.id);
-    }
-    const keys = r.keys!;
-    let i = r.cursor;
-    while (i < keys.length && keys[i] !== key) i++;
-    if (i === keys.length) {
-      throw new MemcachedProtocolError(
-        `memcached ${this.server.id} returned key "${key}" which was not asked for (or not in this order) in this ${r.command}; the connection was reset`,
-        { server: this.server.id, command: r.command },
-      );
-    }
-    r.cursor = i + 1;
-    if (cas === undefined && (r.command === 'gets' || r.command === 'gats')) {
-      throw unexpectedReply(`VALUE ${key} without a cas token`, r.kind, r.command, this.server.id);
-    }
-    const item: RetrievedItem = { key, flags, data, cas, index: i };
-    if (r.items === undefined) r.items = [item];
-    else r.items.push(item);
-  }
-
-  onStat(name: string, value: string): void {
-    const r = this.current();
-    if (r === undefined) throw this.unsolicited(`STAT ${name}`);
-    if (r.kind !== 'stats') {
-      throw unexpectedReply(`STAT ${name}`, r.kind, r.command, this.server.id);
-    }
-    const stats = (r.stats ??= {});
-    if (++r.statCount > MAX_STAT_LINES) {
-      throw new MemcachedProtocolError(
-        `memcached ${this.server.id} sent more than ${MAX_STAT_LINES} STAT lines in reply to ${r.command}; the connection was reset`,
-        { server: this.server.id, command: r.command },
-      );
-    }
-    stats[name] = value;
-  }
-
-  onEnd(): void {
-    const r = this.current();
-    if (r === undefined) throw this.unsolicited('END');
-    if (r.kind === 'retrieval') this.complete(r, r.items ?? []);
-    else if (r.kind === 'stats') this.complete(r, r.stats ?? {});
-    else throw unexpectedReply('END', r.kind, r.command, this.server.id);
-  }
-
-  onLine(line: string): void {
-    const r = this.current();
-    if (r === undefined) throw this.unsolicited(JSON.stringify(line.slice(0, 80)));
-    if ((r.items !== undefined || r.stats !== undefined) && !line.startsWith('SERVER_ERROR')) {
-      throw unexpectedReply(JSON.stringify(line.slice(0, 80)), r.kind, r.command, this.server.id);
-    }
-    const result = interpretLine(r.kind, line, r.command, this.server.id);
-    if (result instanceof MemcachedError) {
-      if (r.afterNoreply && r.kind !== 'auth') {
-        // The error may belong to the noreply command written just before: we cannot know
-        // whose it is, so trust nothing that follows.
-        throw new MemcachedProtocolError(
-          `memcached ${this.server.id} answered "${line.slice(0, 80)}" right after a noreply command; the reply cannot be attributed, so the connection was reset`,
-          { server: this.server.id, command: r.command, cause: result },
-        );
-      }
-      this.fail(r, result);
-      return;
-    }
-    this.complete(r, result);
-  }
-
-  private complete(r: Request, value: unknown): void {
-    this.pop();
-    if (!r.settled) {
-      r.settled = true;
-      r.resolve(value);
-    }
-  }
-
-  private fail(r: Request, error: MemcachedError): void {
-    this.pop();
-    if (!r.settled) {
-      r.settled = true;
-      r.reject(error);
-    }
-  }
-
-  private pop(): void {
-    const q = this.queue;
-    q[this.head] = undefined as unknown as Request;
-    this.head++;
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-      this.unwritten = 0;
-      this.notifyDrained();
-    } else if (this.head >= 1024 && this.head * 2 >= q.length) {
-      q.splice(0, this.head);
-      this.unwritten -= this.head;
-      this.head = 0;
-    }
-  }
-
   private notifyDrained(): void {
-    if (this.closeWaiters.length > 0 && this.pending === 0) {
+    if (this.closeWaiters.length > 0 && this.queue.pending === 0) {
       const waiters = this.closeWaiters;
       this.closeWaiters = [];
       for (const w of waiters) w();
@@ -661,71 +481,82 @@ export class Connection implements ReplySink {
   }
 
   // ---------------------------------------------------------------------------------------
-  // Deadlines: one timer per connection, set to the earliest pending deadline.
+  // Deadlines
 
-  private arm(deadline: number): void {
-    if (deadline >= this.timerAt) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timerAt = deadline;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(0, deadline - now()) + 1);
-  }
-
-  private onTimer(): void {
-    this.timer = undefined;
-    this.timerAt = Infinity;
-    const t = now();
+  /** Runs after pending I/O was read: rejects what is still unanswered past its deadline. */
+  private checkDeadlines(t: number, lateBy: number): void {
     let next = Infinity;
-    const queue = this.queue;
-    for (let i = this.head; i < queue.length; i++) {
-      const r = queue[i]!;
+    let expired: MemcachedTimeoutError | undefined;
+    let handshakeExpired = false;
+    for (const r of this.queue.written()) {
       if (r.settled) continue;
-      if (r.deadline <= t) {
-        r.settled = true;
-        if (r.kind === 'auth') {
-          if (this.socket !== undefined) {
-            this.lose(
-              this.socket,
-              new MemcachedAuthError(
-                `memcached ${this.server.id} did not answer the authentication request within ${this.settings.connectTimeout} ms`,
-                { server: this.server.id, command: 'auth' },
-              ),
-              true,
-            );
-          }
-          return;
-        }
-        r.reject(
-          new MemcachedTimeoutError(
-            `memcached ${this.server.id} did not answer ${r.command} in time (timeout); the server may be overloaded or unreachable`,
-            { server: this.server.id, command: r.command },
-          ),
-        );
-      } else if (r.deadline < next) {
-        next = r.deadline;
+      if (r.deadline > t) {
+        if (r.deadline < next) next = r.deadline;
+        continue;
       }
+      if (this.state === 'handshake') {
+        handshakeExpired = true;
+        break;
+      }
+      if (r.op === 'fence') continue; // nobody waits for it; a stuck stream is caught below
+      const error = new MemcachedTimeoutError(
+        `memcached ${this.server} did not answer ${r.command} within ${r.timeout} ms (timeout); the server may be overloaded or unreachable`,
+        { server: this.server, command: r.command },
+      );
+      expired ??= error;
+      r.fail(error);
     }
-    // A connection whose oldest written request timed out and that has received nothing since is
-    // stuck: reset it rather than queue more behind it.
-    if (this.socket !== undefined && this.head < this.unwritten) {
-      const oldest = queue[this.head]!;
-      if (oldest.settled && this.lastDataAt < oldest.deadline) {
-        const stalledFor = t - oldest.deadline;
-        const limit = Math.max(1000, this.settings.connectTimeout);
-        if (stalledFor >= limit) {
-          this.lose(
-            this.socket,
-            new MemcachedConnectionError(
-              `memcached ${this.server.id} stopped answering (nothing received for ${Math.round(stalledFor)} ms after a timeout); the connection was reset`,
-              { server: this.server.id },
+    const socket = this.socket;
+    if (handshakeExpired && socket !== undefined) {
+      const auth = this.settings.auth !== undefined;
+      this.lose(
+        socket,
+        auth
+          ? new MemcachedAuthError(
+              `memcached ${this.server} did not answer the authentication request within ${this.settings.connectTimeout} ms`,
+              { server: this.server, command: 'auth' },
+            )
+          : new MemcachedConnectionError(
+              `memcached ${this.server} did not answer the connection handshake within ${this.settings.connectTimeout} ms`,
+              { server: this.server },
             ),
-            false,
-          );
-          return;
-        }
-        next = Math.min(next, oldest.deadline + limit);
-      }
+        true,
+      );
+      return;
     }
-    if (next !== Infinity) this.arm(next);
+    // Only a silent server fails: not one that sent something within the timeout, and not a
+    // timer that fired late because this process was blocked.
+    const stalled = lateBy > Math.max(50, this.settings.timeout / 4);
+    if (expired !== undefined && !stalled && t - this.lastDataAt >= this.settings.timeout) {
+      this.events.onTimeout?.(this, expired);
+    }
+    // A connection whose oldest written request timed out and that has received nothing since
+    // is stuck: reset it rather than queue more behind it.
+    const oldest = this.queue.head();
+    if (socket !== undefined && oldest !== undefined && oldest.deadline <= t) {
+      const silentFor = t - Math.max(oldest.deadline, this.lastDataAt);
+      const limit = Math.max(1000, this.settings.connectTimeout);
+      if (this.lastDataAt < oldest.deadline && silentFor >= limit && !stalled) {
+        this.lose(
+          socket,
+          new MemcachedConnectionError(
+            `memcached ${this.server} stopped answering (nothing received for ${Math.round(silentFor)} ms after a timeout); the connection was reset`,
+            { server: this.server },
+          ),
+          false,
+        );
+        return;
+      }
+      next = Math.min(next, Math.max(t + 1, Math.max(oldest.deadline, this.lastDataAt) + limit));
+    }
+    if (next !== Infinity) this.deadlines.arm(next);
     this.notifyDrained();
   }
+}
+
+function pushData(out: Buffer[], r: AnyRequest): void {
+  const data = r.data!;
+  r.data = undefined;
+  if (Array.isArray(data)) for (const chunk of data) out.push(chunk);
+  else out.push(data);
 }

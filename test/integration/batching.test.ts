@@ -41,8 +41,8 @@ describe('auto-batching of concurrent gets', () => {
         invalid = mc.get('has space').catch((e: unknown) => e);
         results = await Promise.all(calls);
         expect(spy).toHaveBeenCalledTimes(1);
-        expect(spy.mock.calls[0]![1]).toBe('get');
-        expect(spy.mock.calls[0]![4]).toEqual(['b1', 'b2', 'b3', 'bmiss', 'b1', 'bbad']);
+        expect(spy.mock.calls[0]![0].op).toBe('get');
+        expect(spy.mock.calls[0]![0].keys).toEqual(['b1', 'b2', 'b3', 'bmiss', 'b1', 'bbad']);
       } finally {
         spy.mockRestore();
       }

@@ -4,7 +4,12 @@ import {
   MemcachedConnectionError,
   MemcachedTimeoutError,
 } from '../../lib/index.js';
-import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../harness/memcached.js';
+import {
+  serverStats,
+  startMemcached,
+  stopAllMemcached,
+  type MemcachedProcess,
+} from '../harness/memcached.js';
 
 let server: MemcachedProcess;
 
@@ -65,15 +70,37 @@ describe('ordering under concurrency', () => {
     }
   });
 
-  test('calls awaited one after another run in that order', async () => {
-    const mc = new MemcachedClient({ servers: server.address, poolSize: 4 });
+  test('calls awaited one after another run in that order, over several pooled connections', async () => {
+    // A server of its own, so its curr_connections counts only this client's connections.
+    const own = await startMemcached();
+    const baseline = Number((await serverStats(own))['curr_connections']);
+    const poolSize = 4;
+    const mc = new MemcachedClient({ servers: own.address, poolSize });
     try {
-      for (let i = 0; i < 50; i++) {
-        await mc.set('seq', i);
-        expect(await mc.get('seq')).toBe(i);
+      // Awaited calls alone never have more than one request pending, so the pool would never
+      // open a second connection: open the whole pool with concurrent calls first.
+      await Promise.all(Array.from({ length: poolSize * 8 }, (_, i) => mc.set(`warm:${i}`, i)));
+      const open = Number((await serverStats(own))['curr_connections']) - baseline;
+      expect(open).toBeGreaterThanOrEqual(poolSize - 1);
+      const outOfOrder: string[] = [];
+      for (let i = 0; i < 300; i++) {
+        // Acknowledged and noreply writes, and deletes: each is seen by the next call.
+        await mc.set('seq', i, { noreply: i % 4 !== 0 });
+        const got = await mc.get('seq');
+        if (got !== i) outOfOrder.push(`set ${i}, get ${String(got)}`);
+        if (i % 10 === 9) {
+          await mc.delete('seq');
+          const gone = await mc.get('seq');
+          if (gone !== undefined) outOfOrder.push(`delete after set ${i}, get ${String(gone)}`);
+        }
       }
+      expect({ outOfOrder: outOfOrder.length, first: outOfOrder.slice(0, 5) }).toEqual({
+        outOfOrder: 0,
+        first: [],
+      });
     } finally {
       await mc.close();
+      await own.stop();
     }
   });
 });

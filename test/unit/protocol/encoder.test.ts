@@ -11,7 +11,7 @@ import {
   encodeVerbosity,
   encodeVersion,
   type StorageCommand,
-} from '../../../lib/protocol/encoder.js';
+} from '../../../lib/protocol/text/encoder.js';
 
 /** Byte-exact comparison, rendered as latin1 text so that failures are readable. */
 function expectBytes(actual: Buffer, expected: Buffer | string): void {

@@ -5,13 +5,20 @@ import {
   ReplyParser,
   type ParserLimits,
   type ReplySink,
-} from '../../../lib/protocol/parser.js';
+} from '../../../lib/protocol/text/parser.js';
 
 // ---------------------------------------------------------------------------------------------
 // Recording sink and feeding helpers
 
 type ReplyEvent =
-  | { t: 'value'; key: string; flags: number; data: string; cas: string | undefined }
+  | {
+      t: 'value';
+      key: string;
+      flags: number;
+      data: string;
+      cas: string | undefined;
+      tooLarge?: number;
+    }
   | { t: 'stat'; name: string; value: string }
   | { t: 'end' }
   | { t: 'line'; line: string };
@@ -22,8 +29,16 @@ class RecordingSink implements ReplySink {
   /** The Buffers handed to onValue, as delivered. */
   readonly buffers: Buffer[] = [];
 
-  onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void {
-    this.events.push({ t: 'value', key, flags, data: data.toString('hex'), cas });
+  onValue(
+    key: string,
+    flags: number,
+    data: Buffer,
+    cas: string | undefined,
+    tooLarge: number,
+  ): void {
+    const event: ReplyEvent = { t: 'value', key, flags, data: data.toString('hex'), cas };
+    if (tooLarge !== 0) event.tooLarge = tooLarge;
+    this.events.push(event);
     this.buffers.push(data);
   }
   onStat(name: string, value: string): void {
@@ -604,13 +619,36 @@ describe('ReplyParser on hostile input', () => {
     expectRejected(bytes('VALUE k 0 99999999999999999999999999999999999999\r\n'));
   });
 
-  test('declared length above the configured maxValueLength', () => {
-    const err = expectRejected(bytes('VALUE k 0 101\r\n', 'x'.repeat(101), '\r\nEND\r\n'), {
+  test('a value over maxValueLength is read and dropped, reported by its size', () => {
+    const input = bytes(
+      'VALUE big 3 101 77\r\n',
+      'x'.repeat(101),
+      '\r\nVALUE small 0 2\r\nok\r\nEND\r\n',
+    );
+    const expected: ReplyEvent[] = [
+      { t: 'value', key: 'big', flags: 3, data: '', cas: '77', tooLarge: 101 },
+      value('small', 0, 'ok'),
+      end(),
+    ];
+    expect(parseOk([input], { maxValueLength: 100 })).toStrictEqual(expected);
+    expect(parseOk(byteByByte(input), { maxValueLength: 100 })).toStrictEqual(expected);
+    for (let split = 1; split < input.length; split++) {
+      expect(
+        parseOk([input.subarray(0, split), input.subarray(split)], { maxValueLength: 100 }),
+      ).toStrictEqual(expected);
+    }
+  });
+
+  test('a dropped value must still end with \\r\\n where its length says', () => {
+    const err = expectRejected(bytes('VALUE k 0 101\r\n', 'x'.repeat(102), '\r\nEND\r\n'), {
       maxValueLength: 100,
     });
-    expect(err.message).toContain('100');
     expect(err.message).toContain('"k"');
-    expectRejected(bytes('VALUE k 0 1048577\r\n'));
+  });
+
+  test('a declared length over 1 GiB is not a memcached reply', () => {
+    const err = expectRejected(bytes(`VALUE k 0 ${2 ** 30 + 1}\r\n`));
+    expect(err.message).toContain('1 GiB');
   });
 
   test.each([
@@ -842,9 +880,15 @@ describe('ReplyParser on hostile input', () => {
     constructor(private readonly at: ReplyEvent['t']) {
       super();
     }
-    override onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void {
+    override onValue(
+      key: string,
+      flags: number,
+      data: Buffer,
+      cas: string | undefined,
+      tooLarge: number,
+    ): void {
       if (this.at === 'value') throw this.error;
-      super.onValue(key, flags, data, cas);
+      super.onValue(key, flags, data, cas, tooLarge);
     }
     override onStat(name: string, v: string): void {
       if (this.at === 'stat') throw this.error;

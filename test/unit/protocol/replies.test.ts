@@ -6,24 +6,39 @@ import {
   MemcachedServerError,
   MemcachedUnknownCommandError,
 } from '../../../lib/errors.js';
+import type { Op, ReplyKind as WireKind } from '../../../lib/protocol/request.js';
 import {
   errorFromLine,
   interpretLine,
   unexpectedReply,
-  type ReplyKind,
-} from '../../../lib/protocol/replies.js';
+} from '../../../lib/protocol/text/replies.js';
 
 const SERVER = '10.0.0.7:11211';
 
+/** The request shapes these tests exercise: a reply kind and a representative op. */
+type ReplyKind =
+  'storage' | 'delete' | 'touch' | 'arith' | 'retrieval' | 'stats' | 'version' | 'ok' | 'auth';
+const SHAPES: Record<ReplyKind, [WireKind, Op]> = {
+  storage: ['store', 'set'],
+  delete: ['delete', 'delete'],
+  touch: ['touch', 'touch'],
+  arith: ['arith', 'incr'],
+  retrieval: ['retrieve', 'get'],
+  stats: ['stats', 'stats'],
+  version: ['version', 'version'],
+  ok: ['ok', 'flush_all'],
+  auth: ['ok', 'auth'],
+};
+
 /** interpretLine with the command named after the kind. */
 const interpret = (kind: ReplyKind, line: string, command = 'cmd'): unknown =>
-  interpretLine(kind, line, command, SERVER);
+  interpretLine(SHAPES[kind][0], SHAPES[kind][1], line, command, SERVER);
 
 /** The MemcachedProtocolError that interpretLine throws for a line that fits no reply. */
 function thrownBy(kind: ReplyKind, line: string, command = 'cmd'): MemcachedProtocolError {
   let caught: unknown;
   try {
-    interpretLine(kind, line, command, SERVER);
+    interpretLine(SHAPES[kind][0], SHAPES[kind][1], line, command, SERVER);
   } catch (err) {
     caught = err;
   }
@@ -33,7 +48,7 @@ function thrownBy(kind: ReplyKind, line: string, command = 'cmd'): MemcachedProt
 
 describe('interpretLine on valid replies', () => {
   test.each(['STORED', 'NOT_STORED', 'EXISTS', 'NOT_FOUND'])('storage %s', (line) => {
-    expect(interpret('storage', line, 'set')).toBe(line);
+    expect(interpret('storage', line, 'set')).toBe(line.toLowerCase());
   });
 
   test('delete', () => {
@@ -228,7 +243,7 @@ describe('lines that fit no reply throw MemcachedProtocolError', () => {
     const error = thrownBy(kind, line, 'mycmd');
     expect(error.server).toBe(SERVER);
     expect(error.command).toBe('mycmd');
-    expect(error.message).toContain(`expected a ${kind} reply`);
+    expect(error.message).toMatch(/\(expected [^)]+\); the connection was reset$/);
     expect(error.message).toContain(JSON.stringify(line));
   });
 
@@ -240,7 +255,7 @@ describe('lines that fit no reply throw MemcachedProtocolError', () => {
   });
 
   test('unexpectedReply builds the same error', () => {
-    const error = unexpectedReply('END', 'storage', 'set', SERVER);
+    const error = unexpectedReply('END', 'store', 'set', SERVER);
     expect(error).toBeInstanceOf(MemcachedProtocolError);
     expect(error.server).toBe(SERVER);
     expect(error.command).toBe('set');

@@ -2,10 +2,58 @@
  * Pure encoders of text-protocol requests. Inputs are assumed validated (keys, numbers); the
  * client layer checks them before calling here. Every encoder returns the exact bytes to write.
  */
+import type { ArithOp, CommandSpec, RetrieveOp, StoreOp } from '../request.js';
 
-export type StorageCommand = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
-export type RetrievalCommand = 'get' | 'gets' | 'gat' | 'gats';
-export type ArithCommand = 'incr' | 'decr';
+export type StorageCommand = StoreOp;
+export type RetrievalCommand = RetrieveOp;
+export type ArithCommand = ArithOp;
+
+/** The bytes of a request on the text protocol. */
+export function encodeTextRequest(spec: CommandSpec): Buffer | Buffer[] {
+  switch (spec.op) {
+    case 'get':
+    case 'gets':
+    case 'gat':
+    case 'gats':
+      return encodeRetrieval(spec.op, spec.keys, spec.ttl);
+    case 'set':
+    case 'add':
+    case 'replace':
+    case 'append':
+    case 'prepend':
+    case 'cas':
+      return encodeStorage(
+        spec.op,
+        spec.key,
+        spec.flags,
+        spec.ttl,
+        spec.value,
+        spec.cas,
+        spec.noreply,
+      );
+    case 'delete':
+      return encodeDelete(spec.key, spec.noreply);
+    case 'touch':
+      return encodeTouch(spec.key, spec.ttl, spec.noreply);
+    case 'incr':
+    case 'decr':
+      return encodeArith(spec.op, spec.key, spec.delta);
+    case 'flush_all':
+      return encodeFlushAll(spec.delay);
+    case 'stats':
+      return encodeStats(spec.group);
+    case 'version':
+      return VERSION;
+    case 'fence':
+      return MN;
+    case 'auth':
+      return encodeAuth(spec.username, spec.password);
+  }
+}
+
+const VERSION = Buffer.from('version\r\n');
+/** `mn`: the meta no-op (memcached 1.6+), answered `MN`. */
+const MN = Buffer.from('mn\r\n');
 
 const CRLF = Buffer.from('\r\n');
 /** Values up to this size are copied into one buffer with their header; larger ones are written as separate chunks (no copy). */
@@ -80,7 +128,7 @@ export function encodeFlushAll(delay?: number): Buffer {
 
 /** `version\r\n` */
 export function encodeVersion(): Buffer {
-  return Buffer.from('version\r\n');
+  return VERSION;
 }
 
 /** `stats [group]\r\n` */

@@ -5,24 +5,8 @@ import {
   MemcachedProtocolError,
   MemcachedServerError,
   MemcachedUnknownCommandError,
-} from '../errors.js';
-
-/** What kind of reply a request expects; decides which reply pieces fit it. */
-export type ReplyKind =
-  'storage' | 'delete' | 'touch' | 'arith' | 'retrieval' | 'stats' | 'version' | 'ok' | 'auth';
-
-/** Outcome of a storage command as the server stated it. */
-export type StorageStatus = 'STORED' | 'NOT_STORED' | 'EXISTS' | 'NOT_FOUND';
-
-/** One item of a retrieval reply. */
-export interface RetrievedItem {
-  key: string;
-  flags: number;
-  data: Buffer;
-  cas: string | undefined;
-  /** Position of `key` in the request's key list. */
-  index: number;
-}
+} from '../../errors.js';
+import type { Op, Replies, ReplyKind, StoreStatus } from '../request.js';
 
 /**
  * The error for an error line (`ERROR`, `CLIENT_ERROR ...`, `SERVER_ERROR ...`), or undefined when
@@ -76,64 +60,48 @@ export function unexpectedReply(
   server: string,
 ): MemcachedProtocolError {
   return new MemcachedProtocolError(
-    `memcached ${server} sent ${what} in reply to ${command} (expected a ${kind} reply); the connection was reset`,
+    `memcached ${server} sent ${what} in reply to ${command} (expected ${KIND_NAMES[kind]}); the connection was reset`,
     { server, command },
   );
 }
 
+const KIND_NAMES: { readonly [K in ReplyKind]: string } = {
+  retrieve: 'a retrieval reply',
+  store: 'a storage reply',
+  delete: 'a delete reply',
+  touch: 'a touch reply',
+  arith: 'an incr/decr reply',
+  ok: 'OK',
+  stats: 'a stats reply',
+  version: 'a version reply',
+};
+
+const STORE_STATUS: Readonly<Record<string, StoreStatus>> = {
+  STORED: 'stored',
+  NOT_STORED: 'not_stored',
+  EXISTS: 'exists',
+  NOT_FOUND: 'not_found',
+};
+
 const DIGITS = /^[0-9]{1,20}$/;
 
 /**
- * Interprets a single-line reply for a request of `kind`. Returns the result value; error lines
- * are returned as MemcachedError instances (the request failed, the stream is fine); a line that
- * fits neither throws MemcachedProtocolError (the stream is broken).
+ * Interprets a single-line reply for a request of `kind` (and `op`). Returns the typed reply;
+ * error lines are returned as MemcachedError instances (the request failed, the stream is
+ * fine); a line that fits neither throws MemcachedProtocolError (the stream is broken).
  */
-export function interpretLine(
-  kind: ReplyKind,
+export function interpretLine<K extends ReplyKind>(
+  kind: K,
+  op: Op,
   line: string,
   command: string,
   server: string,
-): unknown {
-  switch (kind) {
-    case 'storage':
-      if (line === 'STORED' || line === 'NOT_STORED' || line === 'EXISTS' || line === 'NOT_FOUND') {
-        return line;
-      }
-      break;
-    case 'auth':
-      if (line === 'STORED') return true;
-      break;
-    case 'delete':
-      if (line === 'DELETED') return true;
-      if (line === 'NOT_FOUND') return false;
-      break;
-    case 'touch':
-      if (line === 'TOUCHED') return true;
-      if (line === 'NOT_FOUND') return false;
-      break;
-    case 'arith': {
-      if (line === 'NOT_FOUND') return undefined;
-      // decr replies may be space-padded to the old value's length.
-      const trimmed = line.replace(/ +$/, '');
-      if (DIGITS.test(trimmed)) {
-        const n = BigInt(trimmed);
-        if (n <= 0xffffffffffffffffn) return n;
-      }
-      break;
-    }
-    case 'version':
-      if (line.startsWith('VERSION ')) return line.slice(8);
-      break;
-    case 'ok':
-      if (line === 'OK') return true;
-      break;
-    case 'retrieval':
-    case 'stats':
-      break;
-  }
+): Replies[K] | MemcachedError {
+  const value = lineValue(kind, op, line);
+  if (value !== NO_MATCH) return value as Replies[K];
   const error = errorFromLine(line, command, server);
   if (error !== undefined) {
-    if (kind === 'auth' && error instanceof MemcachedClientError) {
+    if (op === 'auth' && error instanceof MemcachedClientError) {
       return new MemcachedAuthError(
         `memcached ${server} refused authentication: ${line}; check that the server runs with -Y and the credentials are right`,
         { server, command: 'auth' },
@@ -142,4 +110,40 @@ export function interpretLine(
     return error;
   }
   throw unexpectedReply(JSON.stringify(line.slice(0, 80)), kind, command, server);
+}
+
+const NO_MATCH: unique symbol = Symbol('no match');
+
+function lineValue(kind: ReplyKind, op: Op, line: string): Replies[ReplyKind] | typeof NO_MATCH {
+  switch (kind) {
+    case 'store':
+      return STORE_STATUS[line] ?? NO_MATCH;
+    case 'delete':
+      if (line === 'DELETED') return true;
+      if (line === 'NOT_FOUND') return false;
+      return NO_MATCH;
+    case 'touch':
+      if (line === 'TOUCHED') return true;
+      if (line === 'NOT_FOUND') return false;
+      return NO_MATCH;
+    case 'arith': {
+      if (line === 'NOT_FOUND') return undefined;
+      // decr replies may be space-padded to the old value's length.
+      const trimmed = line.replace(/ +$/, '');
+      if (DIGITS.test(trimmed)) {
+        const n = BigInt(trimmed);
+        if (n <= 0xffffffffffffffffn) return n;
+      }
+      return NO_MATCH;
+    }
+    case 'version':
+      return line.startsWith('VERSION ') ? line.slice(8) : NO_MATCH;
+    case 'ok':
+      if (op === 'auth') return line === 'STORED' ? true : NO_MATCH;
+      if (op === 'fence') return line === 'MN' || line.startsWith('VERSION ') ? true : NO_MATCH;
+      return line === 'OK' ? true : NO_MATCH;
+    case 'retrieve':
+    case 'stats':
+      return NO_MATCH;
+  }
 }

@@ -1,4 +1,4 @@
-import { MemcachedProtocolError } from '../errors.js';
+import { MemcachedProtocolError } from '../../errors.js';
 
 /**
  * Receives the pieces of text-protocol replies as the parser recognises them. The parser is
@@ -7,8 +7,17 @@ import { MemcachedProtocolError } from '../errors.js';
  * of its queue. A sink method may throw to reject the stream; the parser then stops.
  */
 export interface ReplySink {
-  /** One `VALUE <key> <flags> <bytes> [<cas>]` item with its data block. */
-  onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void;
+  /**
+   * One `VALUE <key> <flags> <bytes> [<cas>]` item with its data block. A value declared larger
+   * than `maxValueLength` is read and dropped: `data` is then empty and `tooLarge` is its size.
+   */
+  onValue(
+    key: string,
+    flags: number,
+    data: Buffer,
+    cas: string | undefined,
+    tooLarge: number,
+  ): void;
   /** One `STAT <name> <value>` line. */
   onStat(name: string, value: string): void;
   /** `END`: closes a retrieval or stats reply (possibly empty). */
@@ -20,9 +29,15 @@ export interface ReplySink {
 export interface ParserLimits {
   /** Longest reply line accepted, in bytes, `\r\n` excluded. */
   maxLineLength: number;
-  /** Largest declared value length accepted. */
+  /**
+   * Largest value delivered. A larger one (up to {@link MAX_ITEM_SIZE}) is skipped and reported
+   * by its size, so that only its caller fails; beyond that the length is nonsense.
+   */
   maxValueLength: number;
 }
+
+/** memcached's own ceiling for an item (`-I` at most 1 GiB): a larger declared length is not a reply. */
+export const MAX_ITEM_SIZE = 1024 * 1024 * 1024;
 
 export const DEFAULT_PARSER_LIMITS: ParserLimits = {
   maxLineLength: 8192,
@@ -60,6 +75,11 @@ export class ReplyParser {
   private valueKey = '';
   private valueFlags = 0;
   private valueCas: string | undefined;
+  /** Value bytes still to discard before the closing \r\n (an over-limit value). */
+  private skipLeft = 0;
+  private skipped = 0;
+
+  private readonly hardLimit: number;
 
   constructor(
     private readonly sink: ReplySink,
@@ -69,6 +89,7 @@ export class ReplyParser {
       maxLineLength: limits.maxLineLength ?? DEFAULT_PARSER_LIMITS.maxLineLength,
       maxValueLength: limits.maxValueLength ?? DEFAULT_PARSER_LIMITS.maxValueLength,
     };
+    this.hardLimit = Math.max(MAX_ITEM_SIZE, this.limits.maxValueLength);
   }
 
   /** True when the parser is between replies (no partial line or value buffered). */
@@ -82,6 +103,7 @@ export class ReplyParser {
     this.partial = undefined;
     this.valueBuf = Buffer.alloc(0);
     this.valueFilled = 0;
+    this.skipLeft = 0;
   }
 
   feed(chunk: Buffer): void {
@@ -216,9 +238,9 @@ export class ReplyParser {
       const d = buf[i]! - 48;
       if (d < 0 || d > 9) this.badValueLine(buf, start, end);
       length = length * 10 + d;
-      if (length > this.limits.maxValueLength) {
+      if (length > this.hardLimit) {
         throw new MemcachedProtocolError(
-          `reply declares a value of more than ${this.limits.maxValueLength} bytes (the maxValueSize limit) for key "${key}"`,
+          `reply declares a value of more than ${this.hardLimit} bytes for key "${key}": no memcached item is that large (maxValueSize and the server's -I are at most 1 GiB)`,
         );
       }
       i++;
@@ -239,9 +261,17 @@ export class ReplyParser {
     this.valueKey = key;
     this.valueFlags = flags;
     this.valueCas = cas;
-    this.valueBuf = Buffer.allocUnsafe(length + 2);
     this.valueFilled = 0;
     this.state = ParserState.data;
+    if (length > this.limits.maxValueLength) {
+      // Read and dropped: only its caller fails, the stream stays in step.
+      this.skipLeft = length;
+      this.skipped = length;
+      this.valueBuf = Buffer.allocUnsafe(2);
+    } else {
+      this.skipped = 0;
+      this.valueBuf = Buffer.allocUnsafe(length + 2);
+    }
   }
 
   private badValueLine(buf: Buffer, start: number, end: number): never {
@@ -250,6 +280,11 @@ export class ReplyParser {
 
   /** Copies value bytes (and the closing \r\n) from `chunk[off..]`; returns the new offset. */
   private readData(chunk: Buffer, off: number): number {
+    if (this.skipLeft > 0) {
+      const n = Math.min(this.skipLeft, chunk.length - off);
+      this.skipLeft -= n;
+      return off + n;
+    }
     const need = this.valueBuf.length - this.valueFilled;
     const n = Math.min(need, chunk.length - off);
     chunk.copy(this.valueBuf, this.valueFilled, off, off + n);
@@ -264,7 +299,7 @@ export class ReplyParser {
       const data = this.valueBuf.subarray(0, total - 2);
       this.valueBuf = EMPTY;
       this.state = ParserState.line;
-      this.sink.onValue(this.valueKey, this.valueFlags, data, this.valueCas);
+      this.sink.onValue(this.valueKey, this.valueFlags, data, this.valueCas, this.skipped);
     }
     return off + n;
   }

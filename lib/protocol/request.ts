@@ -1,0 +1,201 @@
+import type { MemcachedError } from '../errors.js';
+
+/** Storage commands: what `set`, `add`, ... mean on every protocol. */
+export type StoreOp = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
+/** Retrieval commands: `get`/`gets` (with cas), `gat`/`gats` (touching). */
+export type RetrieveOp = 'get' | 'gets' | 'gat' | 'gats';
+/** Arithmetic commands. */
+export type ArithOp = 'incr' | 'decr';
+
+/**
+ * What one request asks of a server, independent of the wire protocol. Keys are wire keys
+ * (prefix applied, validated); numbers are validated. A driver turns it into bytes.
+ */
+export type CommandSpec =
+  | { readonly op: RetrieveOp; readonly keys: readonly string[]; readonly ttl?: number }
+  | {
+      readonly op: StoreOp;
+      readonly key: string;
+      readonly flags: number;
+      readonly ttl: number;
+      readonly value: Buffer;
+      /** Only for `cas`. */
+      readonly cas?: string;
+      readonly noreply: boolean;
+    }
+  | { readonly op: 'delete'; readonly key: string; readonly noreply?: boolean }
+  | { readonly op: 'touch'; readonly key: string; readonly ttl: number; readonly noreply?: boolean }
+  | { readonly op: ArithOp; readonly key: string; readonly delta: bigint }
+  | { readonly op: 'flush_all'; readonly delay?: number }
+  | { readonly op: 'stats'; readonly group?: string }
+  | { readonly op: 'version' }
+  /** Proves that every noreply request written before it was processed. */
+  | { readonly op: 'fence' }
+  /** Authentication, the first request on a connection. */
+  | { readonly op: 'auth'; readonly username: string; readonly password: string };
+
+export type Op = CommandSpec['op'];
+
+/** One item of a retrieval reply. */
+export interface RetrievedItem {
+  /** Wire key. */
+  key: string;
+  flags: number;
+  /** The value bytes (empty when `tooLarge`). */
+  data: Buffer;
+  cas: string | undefined;
+  /** Position of `key` in the request's key list. */
+  index: number;
+  /**
+   * The declared size when the value was larger than this client's maxValueSize: it was read
+   * and dropped, and only its caller fails. 0 otherwise.
+   */
+  tooLarge: number;
+}
+
+/** Outcome of a storage command, as every protocol states it. */
+export type StoreStatus = 'stored' | 'not_stored' | 'exists' | 'not_found';
+
+/** The typed reply of each kind of request. */
+export interface Replies {
+  retrieve: RetrievedItem[];
+  store: StoreStatus;
+  delete: boolean;
+  touch: boolean;
+  /** `undefined` when the key is missing. */
+  arith: bigint | undefined;
+  ok: true;
+  stats: Record<string, string>;
+  version: string;
+}
+
+export type ReplyKind = keyof Replies;
+
+/** The kind of reply each op expects. */
+export type KindOf<O extends Op> = O extends RetrieveOp
+  ? 'retrieve'
+  : O extends StoreOp
+    ? 'store'
+    : O extends 'delete'
+      ? 'delete'
+      : O extends 'touch'
+        ? 'touch'
+        : O extends ArithOp
+          ? 'arith'
+          : O extends 'stats'
+            ? 'stats'
+            : O extends 'version'
+              ? 'version'
+              : 'ok';
+
+const KIND: { readonly [O in Op]: KindOf<O> } = {
+  get: 'retrieve',
+  gets: 'retrieve',
+  gat: 'retrieve',
+  gats: 'retrieve',
+  set: 'store',
+  add: 'store',
+  replace: 'store',
+  append: 'store',
+  prepend: 'store',
+  cas: 'store',
+  delete: 'delete',
+  touch: 'touch',
+  incr: 'arith',
+  decr: 'arith',
+  flush_all: 'ok',
+  stats: 'stats',
+  version: 'version',
+  fence: 'ok',
+  auth: 'ok',
+};
+
+/** What a noreply request is taken to have answered once it is written. */
+const NOREPLY_REPLY: Partial<{ [K in ReplyKind]: Replies[K] }> = {
+  store: 'stored',
+  delete: true,
+  touch: true,
+  ok: true,
+};
+
+/** Told when a request settles (the cluster counts calls in flight with it). */
+export interface RequestListener {
+  onSettled(): void;
+}
+
+/**
+ * One command on its way to a server and back: built once by the client, passed unchanged
+ * through cluster, pool and connection, encoded by the protocol driver, and settled exactly
+ * once — with its typed reply, or an error.
+ */
+export class Request<K extends ReplyKind = ReplyKind> {
+  readonly kind: K;
+  /** The client method or command name, for errors (`get`, `setMany`, ...). */
+  readonly command: string;
+  /** Wire keys the request concerns (retrieval: in request order). */
+  readonly keys: readonly string[];
+  readonly noreply: boolean;
+  /** Bytes to write; released once written. */
+  data: Buffer | Buffer[] | undefined;
+  /** How long the reply may take once the request is written, ms. */
+  timeout = 1000;
+  /** Absolute deadline (performance clock, ms), set when written. */
+  deadline = Infinity;
+  /** Settled already; a reply that still comes is read and dropped. */
+  settled = false;
+  /** Driver state while its reply is being read (items so far, STAT lines, cursor). */
+  items: RetrievedItem[] | undefined = undefined;
+  stats: Record<string, string> | undefined = undefined;
+  cursor = 0;
+  /** A fence: how many noreply requests it covers. */
+  covers = 0;
+  listener: RequestListener | undefined = undefined;
+
+  constructor(
+    command: string,
+    readonly spec: CommandSpec & { readonly op: OpsOf<K> },
+    data: Buffer | Buffer[],
+    private readonly onReply: (reply: Replies[K]) => void,
+    private readonly onError: (error: MemcachedError) => void,
+  ) {
+    this.kind = KIND[spec.op] as K;
+    this.command = command;
+    this.data = data;
+    const s = spec as { keys?: readonly string[]; key?: string; noreply?: boolean };
+    this.keys = s.keys ?? (s.key === undefined ? NO_KEYS : [s.key]);
+    this.noreply = s.noreply === true;
+  }
+
+  get op(): Op {
+    return this.spec.op;
+  }
+
+  /** Settles with the reply (ignored when settled already). */
+  complete(reply: Replies[K]): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.listener?.onSettled();
+    this.onReply(reply);
+  }
+
+  /** Settles with an error (ignored when settled already). */
+  fail(error: MemcachedError): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.listener?.onSettled();
+    this.onError(error);
+  }
+
+  /** A noreply request has been written: it settles as if the server had said yes. */
+  completeNoreply(): void {
+    this.complete(NOREPLY_REPLY[this.kind] as Replies[K]);
+  }
+}
+
+/** The ops whose replies are of kind K. */
+export type OpsOf<K extends ReplyKind> = { [O in Op]: KindOf<O> extends K ? O : never }[Op];
+
+/** Any request, whatever its kind (a union, so `kind` narrows it). */
+export type AnyRequest = { [K in ReplyKind]: Request<K> }[ReplyKind];
+
+const NO_KEYS: readonly string[] = Object.freeze([]);
