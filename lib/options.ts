@@ -476,3 +476,25 @@ function resolveMaxPending(input: MemcachedOptions['maxPending']): ResolvedOptio
   );
   return { total, perConnection };
 }
+
+/** What {@link redactOptions} puts in place of a secret. */
+const REDACTED = '[redacted]';
+
+/**
+ * A copy of `resolved` safe to show or log: `auth.password` and `tls.passphrase` (when set) read
+ * `'[redacted]'`. The copy and its `auth` and `tls` objects are frozen copies (shallow: other
+ * nested values are shared); `resolved` itself is unchanged.
+ */
+export function redactOptions(resolved: ResolvedOptions): Readonly<ResolvedOptions> {
+  const { auth, tls } = resolved;
+  return Object.freeze({
+    ...resolved,
+    auth: auth === undefined ? undefined : Object.freeze({ ...auth, password: REDACTED }),
+    tls:
+      tls === undefined
+        ? undefined
+        : Object.freeze(
+            tls.passphrase === undefined ? { ...tls } : { ...tls, passphrase: REDACTED },
+          ),
+  });
+}

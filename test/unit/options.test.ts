@@ -3,6 +3,7 @@ import { MemcachedOptionsError } from '../../lib/errors.js';
 import {
   MEMCACHED_OPTION_NAMES,
   RETRYABLE_COMMANDS,
+  redactOptions,
   resolveOptions,
   type MemcachedOptions,
 } from '../../lib/options.js';
@@ -103,5 +104,56 @@ describe('resolveOptions', () => {
   it('accepts every retryable command in retry.unsafeCommands', () => {
     const resolved = resolve({ retry: { attempts: 2, unsafeCommands: [...RETRYABLE_COMMANDS] } });
     expect(resolved.retry.unsafeCommands).toEqual(RETRYABLE_COMMANDS);
+  });
+});
+
+describe('redactOptions', () => {
+  const withAuth = () =>
+    resolve({ servers: SERVER, auth: { username: 'app', password: 'hunter2' }, keyPrefix: 'k:' });
+
+  it('replaces auth.password with [redacted] and keeps everything else', () => {
+    const resolved = withAuth();
+    const redacted = redactOptions(resolved);
+    expect(redacted.auth).toEqual({ username: 'app', password: '[redacted]' });
+    expect({ ...redacted, auth: undefined }).toEqual({ ...resolved, auth: undefined });
+    expect(redacted.keyPrefix).toBe('k:');
+    expect(redacted.serde).toBe(resolved.serde);
+  });
+
+  it('returns a copy: the resolved options keep the real password', () => {
+    const resolved = withAuth();
+    const redacted = redactOptions(resolved);
+    expect(redacted).not.toBe(resolved);
+    expect(resolved.auth).toEqual({ username: 'app', password: 'hunter2' });
+  });
+
+  it('the secret shows nowhere in the copy: JSON, inspect, String', () => {
+    const redacted = redactOptions(withAuth());
+    expect(JSON.stringify(redacted)).not.toContain('hunter2');
+    expect(inspect(redacted, { depth: Infinity })).not.toContain('hunter2');
+    expect(String(Object.values(redacted.auth ?? {}))).not.toContain('hunter2');
+  });
+
+  it('is frozen, its auth too', () => {
+    const redacted = redactOptions(withAuth());
+    expect(Object.isFrozen(redacted)).toBe(true);
+    expect(Object.isFrozen(redacted.auth)).toBe(true);
+    expect(() => {
+      (redacted.auth as { password: string }).password = 'x';
+    }).toThrow(TypeError);
+  });
+
+  it('without auth, auth stays undefined', () => {
+    expect(redactOptions(resolve({ servers: SERVER })).auth).toBeUndefined();
+    expect(redactOptions(resolve({ servers: SERVER, auth: false })).auth).toBeUndefined();
+  });
+
+  it('also hides a TLS key passphrase', () => {
+    const resolved = resolve({ servers: SERVER, tls: { passphrase: 'p4ss', servername: 'mc' } });
+    const redacted = redactOptions(resolved);
+    expect(redacted.tls).toEqual({ passphrase: '[redacted]', servername: 'mc' });
+    expect(resolved.tls?.passphrase).toBe('p4ss');
+    expect(redactOptions(resolve({ servers: SERVER, tls: true })).tls).toEqual({});
+    expect(redactOptions(resolve({ servers: SERVER })).tls).toBeUndefined();
   });
 });
