@@ -1,13 +1,12 @@
 import { ConfigurableModuleBuilder, type DynamicModule, type Provider } from '@nestjs/common';
 import { MemcachedOptionsError } from './errors.js';
-import type { MemcachedOptions } from './options.js';
+import { resolveOptions, type MemcachedOptions } from './options.js';
 import {
   DEFAULT_MEMCACHED_NAME,
   MEMCACHED_CLIENT_NAME,
   MEMCACHED_MODULE_OPTIONS,
 } from './memcached.constants.js';
 import { MemcachedCoreModule } from './memcached-core.module.js';
-import { validateMemcachedOptions } from './memcached.options.js';
 import { MemcachedService } from './memcached.service.js';
 import { describeClient, getMemcachedToken } from './memcached.utils.js';
 
@@ -42,13 +41,19 @@ export const {
   .build();
 
 /**
- * Validates the options (class-validator rules, then the client's own checks) and creates the
- * service; a problem fails the application's boot with a message naming the option and client.
+ * Validates the options with the client's own `resolveOptions` (the one validator and list of
+ * option names `new MemcachedClient` uses) and creates the service; a problem fails the
+ * application's boot with a message naming the option and the client.
  * @internal
  */
 export function createMemcachedService(options: unknown, name: string): MemcachedService {
   try {
-    validateMemcachedOptions(options);
+    if (options === undefined) {
+      // resolveOptions() would take this as "all defaults"; here it is a factory that forgot to
+      // return its options.
+      throw new MemcachedOptionsError('options', 'expected an options object, got undefined');
+    }
+    resolveOptions(options as MemcachedOptions);
     return new MemcachedService(options as MemcachedOptions, name);
   } catch (error) {
     if (error instanceof MemcachedOptionsError) {

@@ -7,28 +7,32 @@ import { normalizeCompressionOptions, type CompressionOptions } from './serde/co
 
 export type HashingScheme = 'ketama' | 'rendezvous' | 'modula';
 
+/** Commands a retry policy may repeat (the names `retry.unsafeCommands` accepts). */
+export const RETRYABLE_COMMANDS = [
+  'get',
+  'gets',
+  'getMany',
+  'getsMany',
+  'getAndTouch',
+  'touch',
+  'set',
+  'setMany',
+  'delete',
+  'deleteMany',
+  'add',
+  'replace',
+  'append',
+  'prepend',
+  'cas',
+  'incr',
+  'decr',
+  'version',
+  'stats',
+  'flushAll',
+] as const;
+
 /** Commands a retry policy may repeat. */
-export type RetryableCommand =
-  | 'get'
-  | 'gets'
-  | 'getMany'
-  | 'getsMany'
-  | 'getAndTouch'
-  | 'touch'
-  | 'set'
-  | 'setMany'
-  | 'delete'
-  | 'deleteMany'
-  | 'add'
-  | 'replace'
-  | 'append'
-  | 'prepend'
-  | 'cas'
-  | 'incr'
-  | 'decr'
-  | 'version'
-  | 'stats'
-  | 'flushAll';
+export type RetryableCommand = (typeof RETRYABLE_COMMANDS)[number];
 
 export interface RetryOptions {
   /** Total attempts including the first (>= 1). */
@@ -77,7 +81,8 @@ export interface MemcachedOptions {
   serde?: Serde;
   compression?: CompressionOptions | false;
   tls?: boolean | tls.ConnectionOptions;
-  auth?: { username: string; password: string };
+  /** SASL-less memcached auth (`-Y` auth file); `false` or absent: no auth. */
+  auth?: { username: string; password: string } | false;
   protocol?: 'text';
   /** Largest value (after serialization and compression) accepted, in bytes. */
   maxValueSize?: number;
@@ -135,7 +140,11 @@ export const DEFAULTS = {
   retryTimeout: 1000,
 } as const;
 
-const KNOWN_OPTIONS = new Set([
+/**
+ * The name of every option of {@link MemcachedOptions}: the one list the client and
+ * `MemcachedModule` check options against (anything else is an unknown option).
+ */
+export const MEMCACHED_OPTION_NAMES = [
   'servers',
   'envPrefix',
   'keyPrefix',
@@ -156,15 +165,39 @@ const KNOWN_OPTIONS = new Set([
   'keepAlive',
   'autoBatch',
   'maxPending',
-]);
+] as const satisfies readonly (keyof MemcachedOptions)[];
+
+/** The name of an option of {@link MemcachedOptions}. */
+export type MemcachedOptionName = (typeof MEMCACHED_OPTION_NAMES)[number];
+
+/**
+ * `List` when it names every key of `Keys`, otherwise a type naming the missing ones (so that
+ * `list satisfies ListsEvery<...>` fails to compile and the error shows what is missing).
+ */
+type ListsEvery<Keys extends PropertyKey, List extends readonly PropertyKey[]> = [
+  Exclude<Keys, List[number]>,
+] extends [never]
+  ? List
+  : { readonly missingNames: Exclude<Keys, List[number]> };
+
+// An extra name fails the `satisfies` of MEMCACHED_OPTION_NAMES, a missing one fails here.
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set<string>(
+  MEMCACHED_OPTION_NAMES satisfies ListsEvery<
+    keyof MemcachedOptions,
+    typeof MEMCACHED_OPTION_NAMES
+  >,
+);
 
 /** Validates options and applies defaults; throws MemcachedOptionsError naming the option. */
 export function resolveOptions(
   input: MemcachedOptions = {},
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedOptions {
-  if (input === null || typeof input !== 'object') {
-    throw new MemcachedOptionsError('options', 'expected an object');
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new MemcachedOptionsError(
+      'options',
+      `expected an options object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}`,
+    );
   }
   for (const name of Object.keys(input)) {
     if (!KNOWN_OPTIONS.has(name)) {
@@ -266,30 +299,48 @@ function integer(
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new MemcachedOptionsError(
       option,
-      `must be an integer from ${min} to ${max}, got ${String(value)}`,
+      `must be an integer from ${min} to ${max}, got ${show(value)}`,
     );
   }
   return value;
 }
 
+/** A value as a message shows it: strings quoted, so `'100'` does not pass for `100`. */
+function show(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
 function boolean(value: unknown, option: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') {
-    throw new MemcachedOptionsError(option, `must be true or false, got ${String(value)}`);
+    throw new MemcachedOptionsError(option, `must be true or false, got ${show(value)}`);
   }
   return value;
+}
+
+/** Throws for a key of the nested option `option` that is not in `known` (a typo, usually). */
+function onlyKeys(value: object, option: string, known: readonly string[]): void {
+  for (const name of Object.keys(value)) {
+    if (!known.includes(name)) {
+      throw new MemcachedOptionsError(
+        `${option}.${name}`,
+        `unknown option (expected ${known.join(', ')})`,
+      );
+    }
+  }
 }
 
 function resolveRetry(input: RetryOptions | false | undefined): ResolvedOptions['retry'] {
   if (input === undefined || input === false) {
     return { attempts: 1, delay: 0, unsafeCommands: [] };
   }
-  if (typeof input !== 'object' || input === null) {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new MemcachedOptionsError(
       'retry',
-      'must be { attempts, delay?, retryOn?, doNotRetryOn? } or false',
+      'must be { attempts, delay?, retryOn?, doNotRetryOn?, unsafeCommands? } or false',
     );
   }
+  onlyKeys(input, 'retry', ['attempts', 'delay', 'retryOn', 'doNotRetryOn', 'unsafeCommands']);
   const attempts = integer(input.attempts, 'retry.attempts', NaN, 1, 100);
   if (Number.isNaN(attempts))
     throw new MemcachedOptionsError('retry.attempts', 'is required (total attempts, >= 1)');
@@ -301,9 +352,17 @@ function resolveRetry(input: RetryOptions | false | undefined): ResolvedOptions[
     }
   }
   const unsafeCommands = input.unsafeCommands ?? [];
-  if (!Array.isArray(unsafeCommands) || unsafeCommands.some((c) => typeof c !== 'string')) {
+  if (!Array.isArray(unsafeCommands)) {
     throw new MemcachedOptionsError('retry.unsafeCommands', 'must be an array of command names');
   }
+  unsafeCommands.forEach((command: unknown, i) => {
+    if (!(RETRYABLE_COMMANDS as readonly unknown[]).includes(command)) {
+      throw new MemcachedOptionsError(
+        `retry.unsafeCommands[${i}]`,
+        `must be one of ${RETRYABLE_COMMANDS.join(', ')}, got ${show(command)}`,
+      );
+    }
+  });
   return {
     attempts,
     delay,
@@ -318,12 +377,13 @@ function resolveFailover(
 ): Required<FailoverOptions> | false {
   if (input === false) return false;
   const o = input ?? {};
-  if (typeof o !== 'object' || o === null) {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
     throw new MemcachedOptionsError(
       'failover',
       'must be { failureThreshold?, deadTimeout?, retryTimeout? } or false',
     );
   }
+  onlyKeys(o, 'failover', ['failureThreshold', 'deadTimeout', 'retryTimeout']);
   return {
     failureThreshold: integer(
       o.failureThreshold,
@@ -361,10 +421,11 @@ function resolveTls(
 }
 
 function resolveAuth(input: MemcachedOptions['auth']): ResolvedOptions['auth'] {
-  if (input === undefined) return undefined;
-  if (typeof input !== 'object' || input === null) {
-    throw new MemcachedOptionsError('auth', 'must be { username, password }');
+  if (input === undefined || input === false) return undefined;
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new MemcachedOptionsError('auth', 'must be { username, password } or false');
   }
+  onlyKeys(input, 'auth', ['username', 'password']);
   const { username, password } = input;
   if (typeof username !== 'string' || username === '' || hasWhitespaceOrControl(username)) {
     throw new MemcachedOptionsError(
@@ -401,9 +462,10 @@ function resolveMaxPending(input: MemcachedOptions['maxPending']): ResolvedOptio
     const total = integer(input, 'maxPending', DEFAULTS.maxPending, 1, 10_000_000);
     return { total, perConnection: Math.min(total, DEFAULTS.maxPendingPerConnection) };
   }
-  if (typeof input !== 'object' || input === null) {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new MemcachedOptionsError('maxPending', 'must be a number or { total?, perConnection? }');
   }
+  onlyKeys(input, 'maxPending', ['total', 'perConnection']);
   const total = integer(input.total, 'maxPending.total', DEFAULTS.maxPending, 1, 10_000_000);
   const perConnection = integer(
     input.perConnection,
@@ -413,4 +475,26 @@ function resolveMaxPending(input: MemcachedOptions['maxPending']): ResolvedOptio
     10_000_000,
   );
   return { total, perConnection };
+}
+
+/** What {@link redactOptions} puts in place of a secret. */
+const REDACTED = '[redacted]';
+
+/**
+ * A copy of `resolved` safe to show or log: `auth.password` and `tls.passphrase` (when set) read
+ * `'[redacted]'`. The copy and its `auth` and `tls` objects are frozen copies (shallow: other
+ * nested values are shared); `resolved` itself is unchanged.
+ */
+export function redactOptions(resolved: ResolvedOptions): Readonly<ResolvedOptions> {
+  const { auth, tls } = resolved;
+  return Object.freeze({
+    ...resolved,
+    auth: auth === undefined ? undefined : Object.freeze({ ...auth, password: REDACTED }),
+    tls:
+      tls === undefined
+        ? undefined
+        : Object.freeze(
+            tls.passphrase === undefined ? { ...tls } : { ...tls, passphrase: REDACTED },
+          ),
+  });
 }

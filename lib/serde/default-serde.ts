@@ -45,9 +45,9 @@ const MIN_SAFE_BIGINT = BigInt(Number.MIN_SAFE_INTEGER);
  *
  * - flags 0 → `Buffer` (the buffer handed to `deserialize`, not a copy);
  * - flags 16 → `string` (invalid UTF-8 sequences become U+FFFD);
- * - flags 2 and 4 → `number` when the decimal text is a safe integer, otherwise `bigint`. So a
- *   `bigint` within ±(2^53 - 1) comes back as a `number`, and an integer written by Python above
- *   2^53 - 1 comes back as a `bigint`; no precision is ever lost;
+ * - flags 2 → `number` when the decimal text is a safe integer, otherwise `bigint`, so an
+ *   integer written by Python above 2^53 - 1 comes back as a `bigint` and no precision is lost;
+ * - flags 4 → always `bigint`, so a `bigint` round-trips as a `bigint` whatever its size;
  * - flags 32 → `JSON.parse` (plain data only: no reviver, nothing is executed, and a `"__proto__"`
  *   key becomes an own property, it does not change any prototype);
  * - anything else (pickle's 1, a compression bit 8 that was not removed, unknown bits) →
@@ -134,8 +134,9 @@ export class DefaultSerde implements Serde {
       case FLAG_BYTES:
         return value;
       case FLAG_INTEGER:
-      case FLAG_LONG:
         return parseInteger(key, value, flags);
+      case FLAG_LONG:
+        return parseLong(key, value, flags);
       default:
         throw new MemcachedSerdeError(
           `Cannot deserialize the value of key ${JSON.stringify(key)}: unknown flags ${String(flags)}` +
@@ -280,6 +281,24 @@ function parseInteger(key: string, value: Buffer, flags: number): number | bigin
   }
   const big = BigInt(value.toString('latin1', 0, length));
   return big <= MAX_SAFE_BIGINT && big >= MIN_SAFE_BIGINT ? Number(big) : big;
+}
+
+/** Decimal integer text (`-?[0-9]+`, trailing spaces ignored) → `bigint`, whatever its size. */
+function parseLong(key: string, value: Buffer, flags: number): bigint {
+  let length = value.length;
+  while (length > 0 && value[length - 1] === CHAR_SPACE) length--;
+  const start = length > 0 && value[0] === CHAR_MINUS ? 1 : 0;
+  if (length - start === 0) {
+    throw malformedInteger(key, value, flags);
+  }
+  for (let i = start; i < length; i++) {
+    const c = value[i]!;
+    if (c < CHAR_0 || c > CHAR_9) {
+      throw malformedInteger(key, value, flags);
+    }
+  }
+  // (BigInt('-0') is 0n: there is no negative zero.)
+  return BigInt(value.toString('latin1', 0, length));
 }
 
 function malformedInteger(key: string, value: Buffer, flags: number): MemcachedSerdeError {

@@ -213,6 +213,9 @@ describe('options', () => {
     [{ serde: {} }, 'serde'],
     [{ protocol: 'binary' }, 'protocol'],
     [{ timout: 5 }, 'timout'],
+    [{ failover: { deadTimout: 5 } }, 'failover.deadTimout'],
+    [{ retry: { attempts: 2, unsafeCommands: ['flush'] } }, 'retry.unsafeCommands[0]'],
+    [{ auth: true }, 'auth'],
   ])('%j fails at construction naming %s', (options, name) => {
     let err: unknown;
     try {

@@ -47,6 +47,8 @@ import {
   stopAllMemcached,
   type MemcachedProcess,
 } from '../harness/memcached.js';
+import { validOptionValues, withValidValue } from '../harness/option-values.js';
+import { MEMCACHED_OPTION_NAMES } from '../../lib/options.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -426,7 +428,7 @@ describe('MemcachedModule registration', () => {
     let error = await bootError({ imports: [MemcachedModule.forRoot({ poolSize: 0 })] });
     expect(error).toBeInstanceOf(MemcachedOptionsError);
     expect(error.message).toMatch(/^Invalid memcached option "poolSize": /);
-    expect(error.message).toMatch(/poolSize must not be less than 1/);
+    expect(error.message).toMatch(/must be an integer from 1 to 64, got 0/);
     expect(error.message).toMatch(/the default memcached client/);
     expect((error as MemcachedOptionsError).option).toBe('poolSize');
 
@@ -450,7 +452,7 @@ describe('MemcachedModule registration', () => {
       ],
     });
     expect(error.message).toMatch(
-      /^Invalid memcached option "timeout": .*timeout must be an integer/,
+      /^Invalid memcached option "timeout": must be an integer .*, got "100" \(the default/,
     );
 
     error = await bootError({
@@ -458,13 +460,107 @@ describe('MemcachedModule registration', () => {
     });
     expect(error.message).toMatch(/^Invalid memcached option "severs": unknown option/);
 
-    // Deeper checks come from the client's own resolveOptions.
+    // The same checks as the client's, server address syntax included.
     error = await bootError({
       imports: [MemcachedModule.forRoot({ servers: `${s1.address},${s1.address}` })],
     });
     expect(error).toBeInstanceOf(MemcachedOptionsError);
     expect(error.message).toMatch(/^Invalid memcached option "servers/);
     expect(error.message).toMatch(/listed twice/);
+  });
+});
+
+describe('MemcachedModule accepts the same options as MemcachedClient', () => {
+  /** The error `fn` throws (synchronously or not). */
+  async function thrown(fn: () => unknown): Promise<unknown> {
+    try {
+      await fn();
+    } catch (error) {
+      return error;
+    }
+    throw new Error('expected an error');
+  }
+
+  function expectOptionError(error: unknown, option: string): void {
+    expect(error).toBeInstanceOf(MemcachedOptionsError);
+    expect((error as MemcachedOptionsError).option).toBe(option);
+    expect((error as Error).message).toContain(`"${option}"`);
+  }
+
+  test.each(MEMCACHED_OPTION_NAMES)('forRoot accepts %s', async (name) => {
+    const options = { servers: [s1.address], ...withValidValue(name, s1.address) };
+    const app = await boot({ imports: [MemcachedModule.forRoot(options)] });
+    expect(app.get(MemcachedService).client).toBeInstanceOf(MemcachedClient);
+  });
+
+  test.each(MEMCACHED_OPTION_NAMES)('forRootAsync({ useFactory }) accepts %s', async (name) => {
+    const options = { servers: [s1.address], ...withValidValue(name, s1.address) };
+    const app = await boot({
+      imports: [MemcachedModule.forRootAsync({ name: 'async', useFactory: () => options })],
+    });
+    expect(app.get<MemcachedService>(getMemcachedToken('async')).client).toBeInstanceOf(
+      MemcachedClient,
+    );
+  });
+
+  test.each(MEMCACHED_OPTION_NAMES)('new MemcachedClient accepts %s', async (name) => {
+    const client = new MemcachedClient({
+      servers: [s1.address],
+      ...withValidValue(name, s1.address),
+    });
+    await client.close();
+  });
+
+  test('all options at once work against a server', async () => {
+    const { tls: _tls, auth: _auth, ...options } = validOptionValues(s1.address);
+    const app = await boot({ imports: [MemcachedModule.forRoot(options)] });
+    const service = app.get(MemcachedService);
+    expect(await service.set('all', 'options')).toBe(true);
+    expect(await service.get('all')).toBe('options');
+    expect(await rawGet(s1, 'opt:all')).toBe('options');
+  });
+
+  test('a misspelt option fails forRoot, forRootAsync and new MemcachedClient, naming it', async () => {
+    const options = { servers: [s1.address], timout: 100 } as never;
+    expectOptionError(await bootError({ imports: [MemcachedModule.forRoot(options)] }), 'timout');
+    const asyncError = await bootError({
+      imports: [MemcachedModule.forRootAsync({ name: 'sessions', useFactory: () => options })],
+    });
+    expectOptionError(asyncError, 'timout');
+    expect((asyncError as Error).message).toMatch(/unknown option/);
+    expect((asyncError as Error).message).toMatch(/\(memcached client "sessions"\)$/);
+    expectOptionError(await thrown(() => new MemcachedClient(options)), 'timout');
+  });
+
+  test('auth: false means no auth, everywhere', async () => {
+    const options = { servers: [s1.address], auth: false } as const;
+    let app = await boot({ imports: [MemcachedModule.forRoot(options)] });
+    expect(app.get(MemcachedService).client.options.auth).toBeUndefined();
+    expect(await app.get(MemcachedService).set('noauth', 1)).toBe(true);
+    app = await boot({
+      imports: [MemcachedModule.forRootAsync({ name: 'async', useFactory: () => options })],
+    });
+    expect(app.get<MemcachedService>(getMemcachedToken('async')).client.options.auth).toBe(
+      undefined,
+    );
+    const client = new MemcachedClient(options);
+    expect(client.options.auth).toBeUndefined();
+    expect(await client.get('noauth')).toBe(1);
+    await client.close();
+  });
+
+  test('a bad nested value is named by its path, in the module and the client', async () => {
+    const options = { servers: [s1.address], failover: { deadTimeout: -1 } };
+    const rootError = await bootError({
+      imports: [MemcachedModule.forRoot({ name: 'sessions', ...options })],
+    });
+    expectOptionError(rootError, 'failover.deadTimeout');
+    expect(rootError.message).toMatch(/\(memcached client "sessions"\)$/);
+    expectOptionError(
+      await bootError({ imports: [MemcachedModule.forRootAsync({ useFactory: () => options })] }),
+      'failover.deadTimeout',
+    );
+    expectOptionError(await thrown(() => new MemcachedClient(options)), 'failover.deadTimeout');
   });
 });
 
