@@ -1,8 +1,9 @@
 /**
  * Injection tokens and metadata keys of the Nest integration.
  *
- * Every token and key is either a registered symbol (`Symbol.for`) or a string, so the ESM and
- * the CommonJS builds of this package agree on them when both are loaded in one process.
+ * Every token and key is either a registered symbol (`Symbol.for`) or a string, so that they
+ * stay the same even when a process ends up with this package installed twice (two versions in
+ * one `node_modules` tree).
  */
 
 /** The name of the client registered without `name`. */

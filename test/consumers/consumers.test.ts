@@ -1,8 +1,11 @@
 /**
- * The packed package as users get it: `npm pack` (which builds the ESM and the CommonJS output),
- * installed into copies of two small apps in a temp dir — an ESM NestJS 12 app and a CommonJS
- * NestJS 11 app (terminus 12 resp. 11) — compiled with tsc against the installed typings, and run
- * against a harness memcached. Plus one process that loads both builds at once.
+ * The packed package as users get it: `npm pack` (the CommonJS build and the ES module wrappers
+ * over it), installed into copies of two small apps in a temp dir — an ESM NestJS 12 app and a
+ * CommonJS NestJS 11 app (terminus 12 resp. 11) — compiled with tsc against the installed
+ * typings, and run against a harness memcached. In those apps, fresh processes load each entry
+ * point by `import` and by `require` and list what got loaded (`nestjs-memcached/client` must
+ * load nothing of Nest). Plus one process that loads the package both ways at once and checks
+ * that both ways give the same classes.
  *
  * Needs the npm registry (or npm's cache) for the apps' dependencies. Fails, never skips.
  */
@@ -78,6 +81,9 @@ interface HealthServer {
 interface AppReport {
   entry: string;
   health: string;
+  client: string;
+  sameClient: boolean;
+  keyError: boolean;
   nest: string;
   route: Array<{ status: number; body: unknown }>;
   direct: unknown[];
@@ -112,6 +118,7 @@ async function prepareApp(name: string): Promise<void> {
   };
   pkg.dependencies['nestjs-memcached'] = `file:${tarball}`;
   await writeFile(pkgPath, JSON.stringify(pkg, null, 2));
+  await cp(join(here, 'load-probe.mjs'), join(dir, 'load-probe.mjs'));
   await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], {
     cwd: dir,
     timeoutMs: 180_000,
@@ -128,7 +135,7 @@ async function prepareApp(name: string): Promise<void> {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'nestjs-memcached-consumers-'));
-  // The ESM and CommonJS builds (without type checking: `npm test` has just type-checked),
+  // The build (without type checking: `npm test` has just type-checked),
   // then the tarball (without the prepack script, which would build again).
   await run(process.execPath, [join(root, 'scripts/build.mjs'), '--no-check'], { cwd: root });
   await run('npm', ['pack', '--ignore-scripts', '--pack-destination', work, '--loglevel=error'], {
@@ -164,6 +171,8 @@ function appEnv(): NodeJS.ProcessEnv {
 }
 
 function checkCommon(r: AppReport, by: string): void {
+  expect(r.sameClient).toBe(true);
+  expect(r.keyError).toBe(true);
   expect(r.route).toHaveLength(5);
   for (const reply of r.route) expect(reply).toEqual({ status: 200, body: { id: '1', by } });
   expect(r.direct).toEqual([
@@ -180,16 +189,22 @@ function checkCommon(r: AppReport, by: string): void {
   expect(r.healthCheck.body.details['memcached']!.status).toBe('up');
 }
 
-test('the tarball holds the ESM and CommonJS builds and their typings, no sources or maps', async () => {
-  const list = (await run('tar', ['-tzf', tarball], { cwd: work })).split('\n');
+test('the tarball holds the CommonJS build, the ES module wrappers and their typings', async () => {
+  const list = (await run('tar', ['-tzf', tarball], { cwd: work }))
+    .split('\n')
+    .filter((f) => f !== '');
   for (const file of [
-    'package/dist/index.js',
-    'package/dist/index.d.ts',
-    'package/dist/health/index.js',
-    'package/dist/health/index.d.ts',
+    'package/dist/esm/index.mjs',
+    'package/dist/esm/index.d.mts',
+    'package/dist/esm/client.mjs',
+    'package/dist/esm/client.d.mts',
+    'package/dist/esm/health.mjs',
+    'package/dist/esm/health.d.mts',
     'package/dist/cjs/index.js',
     'package/dist/cjs/index.d.ts',
     'package/dist/cjs/package.json',
+    'package/dist/cjs/client/index.js',
+    'package/dist/cjs/client/index.d.ts',
     'package/dist/cjs/health/index.js',
     'package/dist/cjs/health/index.d.ts',
     'package/README.md',
@@ -197,9 +212,33 @@ test('the tarball holds the ESM and CommonJS builds and their typings, no source
   ]) {
     expect(list).toContain(file);
   }
+  // No sources, no maps, no second implementation: dist/esm holds only the six wrapper files.
   expect(list.filter((f) => f.endsWith('.map') || f.startsWith('package/lib/'))).toEqual([]);
+  expect(
+    list.filter((f) => !/^package\/dist\/(cjs|esm)\//.test(f) && !/^package\/[^/]+$/.test(f)),
+  ).toEqual([]);
+  expect(list.filter((f) => f.startsWith('package/dist/esm/')).sort()).toEqual(
+    ['client', 'health', 'index'].flatMap((name) => [
+      `package/dist/esm/${name}.d.mts`,
+      `package/dist/esm/${name}.mjs`,
+    ]),
+  );
+  // Each wrapper only re-exports its CommonJS module.
+  for (const [name, cjs] of [
+    ['index', 'index.js'],
+    ['client', 'client/index.js'],
+    ['health', 'health/index.js'],
+  ]) {
+    const text = await readFile(join(root, `dist/esm/${name}.mjs`), 'utf8');
+    expect(text.match(/^import .*$/gm)).toEqual([`import cjs from '../cjs/${cjs}';`]);
+    expect(await readFile(join(root, `dist/esm/${name}.d.mts`), 'utf8')).toContain(
+      `export * from '../cjs/${cjs}';`,
+    );
+  }
   // Only the health entry point loads @nestjs/terminus (an optional peer).
-  const js = list.filter((f) => f.endsWith('.js')).map((f) => f.replace(/^package\//, ''));
+  const js = list
+    .filter((f) => f.endsWith('.js') || f.endsWith('.mjs'))
+    .map((f) => f.replace(/^package\//, ''));
   const importsTerminus: string[] = [];
   for (const file of js) {
     const text = await readFile(join(root, file), 'utf8');
@@ -210,8 +249,6 @@ test('the tarball holds the ESM and CommonJS builds and their typings, no source
   expect(importsTerminus.sort()).toEqual([
     'dist/cjs/health/memcached-health.module.js',
     'dist/cjs/health/memcached.health.js',
-    'dist/health/memcached-health.module.js',
-    'dist/health/memcached.health.js',
   ]);
 });
 
@@ -223,8 +260,9 @@ test('ESM app on NestJS 12 and terminus 12 (import)', async () => {
   });
   const r = report<AppReport>(stdout);
   expect(r.nest).toBe('12.5.1');
-  expect(r.entry).toMatch(/\/node_modules\/nestjs-memcached\/dist\/index\.js$/);
-  expect(r.health).toMatch(/\/node_modules\/nestjs-memcached\/dist\/health\/index\.js$/);
+  expect(r.entry).toMatch(/\/node_modules\/nestjs-memcached\/dist\/esm\/index\.mjs$/);
+  expect(r.health).toMatch(/\/node_modules\/nestjs-memcached\/dist\/esm\/health\.mjs$/);
+  expect(r.client).toMatch(/\/node_modules\/nestjs-memcached\/dist\/esm\/client\.mjs$/);
   checkCommon(r, 'esm-nest12');
   // terminus 12: one of two servers down is "degraded", still HTTP 200.
   expect(r.healthCheck.status).toBe(200);
@@ -248,6 +286,7 @@ test('CommonJS app on NestJS 11 and terminus 11 (require)', async () => {
   expect(r.nest).toBe('11.2.10');
   expect(r.entry).toMatch(/\/node_modules\/nestjs-memcached\/dist\/cjs\/index\.js$/);
   expect(r.health).toMatch(/\/node_modules\/nestjs-memcached\/dist\/cjs\/health\/index\.js$/);
+  expect(r.client).toMatch(/\/node_modules\/nestjs-memcached\/dist\/cjs\/client\/index\.js$/);
   checkCommon(r, 'cjs-nest11');
   // terminus 11 has no degraded state: "up" with the message and per-server detail.
   expect(r.healthCheck.status).toBe(200);
@@ -257,32 +296,151 @@ test('CommonJS app on NestJS 11 and terminus 11 (require)', async () => {
   expect(await storedOnLive('cjs11:item:2')).toBe(true);
 }, 90_000);
 
-test('both builds in one process share the class token and wrap methods once', async () => {
+interface ProbeReport {
+  mode: 'import' | 'require';
+  specifier: string;
+  resolved: string;
+  exports: string[];
+  loaded: string[];
+}
+
+/** Loads `specifier` in a fresh process in an app, by `mode`, and lists what it loaded. */
+async function probe(app: string, mode: 'import' | 'require', specifier: string) {
+  const stdout = await run(process.execPath, ['load-probe.mjs', mode, specifier], {
+    cwd: apps[app]!,
+    timeoutMs: 60_000,
+  });
+  return report<ProbeReport>(stdout);
+}
+
+/** The modules of Nest and its decorator machinery among `loaded`. */
+function nestModules(loaded: string[]): string[] {
+  return loaded.filter((file) =>
+    /[\\/]node_modules[\\/](@nestjs[\\/]|reflect-metadata[\\/]|class-validator[\\/])/.test(file),
+  );
+}
+
+const clientExports = [
+  'DefaultSerde',
+  'FLAG_BYTES',
+  'FLAG_COMPRESSED',
+  'FLAG_INTEGER',
+  'FLAG_JSON',
+  'FLAG_LONG',
+  'FLAG_TEXT',
+  'MemcachedAuthError',
+  'MemcachedBackpressureError',
+  'MemcachedClient',
+  'MemcachedClientError',
+  'MemcachedConnectionError',
+  'MemcachedError',
+  'MemcachedKeyError',
+  'MemcachedOptionsError',
+  'MemcachedProtocolError',
+  'MemcachedSerdeError',
+  'MemcachedServerError',
+  'MemcachedTimeoutError',
+  'MemcachedUnknownCommandError',
+  'MemcachedValueError',
+  'defaultSerde',
+  'parseServer',
+];
+
+describe.each([
+  ['esm-nest12', 'import'],
+  ['esm-nest12', 'require'],
+  ['cjs-nest11', 'import'],
+  ['cjs-nest11', 'require'],
+] as const)('%s, %s', (app, mode) => {
+  test('nestjs-memcached/client loads no @nestjs/*, reflect-metadata or class-validator', async () => {
+    const r = await probe(app, mode, 'nestjs-memcached/client');
+    expect(r.resolved).toMatch(
+      mode === 'import'
+        ? /\/node_modules\/nestjs-memcached\/dist\/esm\/client\.mjs$/
+        : /\/node_modules\/nestjs-memcached\/dist\/cjs\/client\/index\.js$/,
+    );
+    expect(r.exports).toEqual(clientExports);
+    // The probe saw the package being loaded (so it would have seen Nest too)...
+    const cjsClient = `node_modules/nestjs-memcached/dist/cjs/client/index.js`;
+    expect(r.loaded.some((file) => file.endsWith(cjsClient))).toBe(true);
+    expect(
+      r.loaded.some((file) => file.endsWith('node_modules/nestjs-memcached/dist/cjs/errors.js')),
+    ).toBe(true);
+    if (mode === 'import') {
+      expect(r.loaded.some((file) => file.endsWith('nestjs-memcached/dist/esm/client.mjs'))).toBe(
+        true,
+      );
+    }
+    // ...and nothing of Nest.
+    expect(nestModules(r.loaded)).toEqual([]);
+  }, 60_000);
+
+  test('the check sees Nest being loaded by the main entry point', async () => {
+    const r = await probe(app, mode, 'nestjs-memcached');
+    expect(r.exports).toEqual(expect.arrayContaining([...clientExports, 'MemcachedModule']));
+    const nest = nestModules(r.loaded);
+    for (const dependency of [
+      '@nestjs/common',
+      '@nestjs/core',
+      'reflect-metadata',
+      'class-validator',
+    ]) {
+      expect(nest.some((file) => file.includes(`/node_modules/${dependency}/`))).toBe(true);
+    }
+  }, 60_000);
+});
+
+test('import and require in one process get the same classes, errors and class token', async () => {
   const stdout = await run(process.execPath, [join(here, 'dual-copies.mjs')], {
     cwd: root,
     env: childEnv({ MEMCACHED_SERVERS: live.address }),
     timeoutMs: 60_000,
   });
   const r = report<{
-    entries: string[];
+    entries: Record<string, { import: string; require: string }>;
+    exportNames: Record<string, { import: string[]; require: string[] }>;
+    differing: Record<string, string[]>;
+    clientNotInMain: string[];
+    errors: Record<string, Record<string, boolean>>;
     sameClass: boolean;
+    sameClient: boolean;
+    sameIndicator: boolean;
     sameModule: boolean;
     sameToken: boolean;
     injectedIsDefault: boolean;
     instanceOfBoth: boolean;
+    clientInstanceOfBoth: boolean;
     named: string;
     results: unknown[];
     later: unknown;
     calls: number;
     stored: unknown;
   }>(stdout);
-  expect(r.entries[0]).toMatch(/\/dist\/index\.js$/);
-  expect(r.entries[1]).toMatch(/\/dist\/cjs\/index\.js$/);
+  // Every export of every entry point is the same value on both sides.
+  expect(r.differing).toEqual({
+    'nestjs-memcached': [],
+    'nestjs-memcached/client': [],
+    'nestjs-memcached/health': [],
+  });
+  for (const names of Object.values(r.exportNames)) {
+    expect(names.import.length).toBeGreaterThan(0);
+    expect(names.import).toEqual(names.require);
+  }
+  expect(r.exportNames['nestjs-memcached/client']!.import).toEqual(clientExports);
+  expect(r.clientNotInMain).toEqual([]);
+  // An error thrown by a client of either side is an instance of every side's classes.
+  const everySide = { import: true, require: true, importClient: true, requireClient: true };
+  expect(Object.keys(r.errors)).toHaveLength(16);
+  for (const [what, sides] of Object.entries(r.errors))
+    expect([what, sides]).toEqual([what, everySide]);
+  expect(r.sameClient).toBe(true);
   expect(r.sameClass).toBe(true);
-  expect(r.sameModule).toBe(false);
+  expect(r.sameIndicator).toBe(true);
+  expect(r.sameModule).toBe(true);
   expect(r.sameToken).toBe(true);
   expect(r.injectedIsDefault).toBe(true);
   expect(r.instanceOfBoth).toBe(true);
+  expect(r.clientInstanceOfBoth).toBe(true);
   expect(r.named).toBe('esm-side');
   expect(r.results).toEqual([
     { id: '1', calls: 1 },
@@ -292,4 +450,19 @@ test('both builds in one process share the class token and wrap methods once', a
   expect(r.later).toEqual({ id: '1', calls: 1 });
   expect(r.calls).toBe(1);
   expect(r.stored).toEqual({ id: '1', calls: 1 });
+  // import gets the ES module wrappers, require the CommonJS build behind them.
+  expect(r.entries).toEqual({
+    'nestjs-memcached': {
+      import: expect.stringMatching(/\/dist\/esm\/index\.mjs$/),
+      require: expect.stringMatching(/\/dist\/cjs\/index\.js$/),
+    },
+    'nestjs-memcached/client': {
+      import: expect.stringMatching(/\/dist\/esm\/client\.mjs$/),
+      require: expect.stringMatching(/\/dist\/cjs\/client\/index\.js$/),
+    },
+    'nestjs-memcached/health': {
+      import: expect.stringMatching(/\/dist\/esm\/health\.mjs$/),
+      require: expect.stringMatching(/\/dist\/cjs\/health\/index\.js$/),
+    },
+  });
 }, 90_000);

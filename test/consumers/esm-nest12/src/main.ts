@@ -8,6 +8,7 @@ import { NestFactory } from '@nestjs/core';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Cacheable, MemcachedModule, MemcachedService } from 'nestjs-memcached';
 import { MemcachedHealthIndicator } from 'nestjs-memcached/health';
+import { MemcachedClient, MemcachedKeyError } from 'nestjs-memcached/client';
 
 @Injectable()
 class ItemsService {
@@ -87,6 +88,11 @@ async function main(): Promise<void> {
   const report = {
     entry: import.meta.resolve('nestjs-memcached'),
     health: import.meta.resolve('nestjs-memcached/health'),
+    client: import.meta.resolve('nestjs-memcached/client'),
+    // The client entry point's classes are the main entry point's.
+    sameClient: items.cache.client instanceof MemcachedClient,
+    keyError:
+      (await items.cache.get('bad key').catch((e: unknown) => e)) instanceof MemcachedKeyError,
     nest: createRequire(import.meta.url)('@nestjs/core/package.json').version as string,
     route,
     direct,

@@ -1,0 +1,50 @@
+/**
+ * `nestjs-memcached/client`: the framework-free client, its options, the serde and the errors.
+ * Nothing reachable from here imports `@nestjs/*`, `reflect-metadata` or `class-validator`, so
+ * this entry point works in any Node.js program, with or without Nest installed.
+ */
+export { MemcachedClient } from './memcached-client.js';
+export type {
+  CasValue,
+  MemcachedClientEvents,
+  PingResult,
+  SetManyEntries,
+  StorageOptions,
+} from './memcached-client.js';
+export type { CommandContext, Interceptor } from './interceptors.js';
+export type {
+  FailoverOptions,
+  HashingScheme,
+  MemcachedOptions,
+  RetryOptions,
+  RetryableCommand,
+} from '../options.js';
+export type { ServerSpec } from '../cluster/servers.js';
+export { parseServer } from '../cluster/servers.js';
+export type { Serde, SerializedValue } from '../serde/serde.js';
+export {
+  FLAG_BYTES,
+  FLAG_COMPRESSED,
+  FLAG_INTEGER,
+  FLAG_JSON,
+  FLAG_LONG,
+  FLAG_TEXT,
+} from '../serde/serde.js';
+export { DefaultSerde, defaultSerde } from '../serde/default-serde.js';
+export type { CompressionOptions } from '../serde/compression.js';
+export {
+  MemcachedAuthError,
+  MemcachedBackpressureError,
+  MemcachedClientError,
+  MemcachedConnectionError,
+  MemcachedError,
+  MemcachedKeyError,
+  MemcachedOptionsError,
+  MemcachedProtocolError,
+  MemcachedSerdeError,
+  MemcachedServerError,
+  MemcachedTimeoutError,
+  MemcachedUnknownCommandError,
+  MemcachedValueError,
+} from '../errors.js';
+export type { MemcachedErrorOptions } from '../errors.js';
