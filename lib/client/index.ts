@@ -15,10 +15,12 @@ export type { CommandContext, Interceptor } from './interceptors.js';
 export type {
   FailoverOptions,
   HashingScheme,
+  MemcachedOptionName,
   MemcachedOptions,
   RetryOptions,
   RetryableCommand,
 } from '../options.js';
+export { MEMCACHED_OPTION_NAMES, RETRYABLE_COMMANDS } from '../options.js';
 export type { ServerSpec } from '../cluster/servers.js';
 export { parseServer } from '../cluster/servers.js';
 export type { Serde, SerializedValue } from '../serde/serde.js';

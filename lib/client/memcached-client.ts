@@ -3,6 +3,7 @@ import { Cluster, type ServerNode } from '../cluster/cluster.js';
 import { MemcachedError, MemcachedValueError } from '../errors.js';
 import {
   DEFAULTS,
+  redactOptions,
   resolveOptions,
   type MemcachedOptions,
   type ResolvedOptions,
@@ -95,7 +96,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   constructor(options: MemcachedOptions = {}) {
     super();
     const o = resolveOptions(options);
-    this.options = redact(o);
+    this.options = redactOptions(o);
     this.prefix = o.keyPrefix;
     this.prefixBytes = o.keyPrefixBytes;
     this.defaultTtl = o.defaultTtl;
@@ -549,12 +550,6 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       );
     });
   }
-}
-
-/** The options as shown to users: the auth password redacted. */
-function redact(o: ResolvedOptions): Readonly<ResolvedOptions> {
-  if (o.auth === undefined) return o;
-  return { ...o, auth: { username: o.auth.username, password: '[redacted]' } };
 }
 
 function toPairs(entries: SetManyEntries): Array<readonly [string, unknown]> {
