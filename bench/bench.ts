@@ -82,7 +82,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): BenchConfig
       .map((s) => s.trim())
       .filter(Boolean);
   };
-  const clients = list('BENCH_CLIENTS') ?? [...CLIENT_NAMES];
+  const clients =
+    list('BENCH_CLIENTS') ??
+    CLIENT_NAMES.filter((c) => c !== 'ours-baseline' || env['BENCH_BASELINE'] !== undefined);
   for (const c of clients) {
     if (!isClientName(c)) {
       throw new Error(

@@ -7,14 +7,17 @@ import { deflateSync, inflateSync } from 'node:zlib';
 import Memcached from 'memcached';
 import memcacheClient, { type MultiRetrievalResponse } from 'memcache-client';
 import memjs from 'memjs';
-import { MemcachedClient } from '../lib/index.js';
+import { MemcachedClient, type MemcachedOptions } from '../lib/index.js';
 
 /**
  * The clients of a run. `ours-nobatch` is ours with `autoBatch: false` (only in the concurrent
- * get workloads, where auto-batching applies); `raw` is the socket ceiling (see raw.ts).
+ * get workloads, where auto-batching applies); `ours-baseline` is another build of ours, loaded
+ * from the module named by `BENCH_BASELINE` (to compare two versions in one run); `raw` is the
+ * socket ceiling (see raw.ts).
  */
 export const CLIENT_NAMES = [
   'ours',
+  'ours-baseline',
   'ours-nobatch',
   'memjs',
   'memcached',
@@ -56,10 +59,38 @@ export interface DriverOptions {
 /** The threshold our client compresses from in the compression workload. */
 export const COMPRESSION_THRESHOLD = 1024;
 
+/** A client class with our API, from this build or another. */
+type OursClass = new (options: MemcachedOptions) => MemcachedClient;
+
+let baseline: { Client: OursClass; from: string } | undefined;
+
+/**
+ * Loads the `MemcachedClient` of another build of this package (a path to its built entry
+ * point, e.g. a checkout's `dist/cjs/index.js`) as the `ours-baseline` client.
+ */
+export async function loadBaseline(path: string): Promise<void> {
+  const mod = (await import(path)) as {
+    MemcachedClient?: OursClass;
+    default?: { MemcachedClient?: OursClass };
+  };
+  const Client = mod.MemcachedClient ?? mod.default?.MemcachedClient;
+  if (typeof Client !== 'function') {
+    throw new Error(`BENCH_BASELINE: ${path} exports no MemcachedClient`);
+  }
+  baseline = { Client, from: path };
+}
+
 export function createDriver(name: DriverName, o: DriverOptions): Driver {
   switch (name) {
     case 'ours':
       return oursDriver(o, true);
+    case 'ours-baseline':
+      if (baseline === undefined) {
+        throw new Error(
+          'ours-baseline needs BENCH_BASELINE=<path to a built MemcachedClient module>',
+        );
+      }
+      return oursDriver(o, true, baseline.Client, name, `build from ${baseline.from}`);
     case 'ours-nobatch':
       return oursDriver(o, false);
     case 'memjs':
@@ -71,8 +102,14 @@ export function createDriver(name: DriverName, o: DriverOptions): Driver {
   }
 }
 
-function oursDriver(o: DriverOptions, autoBatch: boolean): Driver {
-  const client = new MemcachedClient({
+function oursDriver(
+  o: DriverOptions,
+  autoBatch: boolean,
+  Client: OursClass = MemcachedClient,
+  name: 'ours' | 'ours-baseline' | 'ours-nobatch' = autoBatch ? 'ours' : 'ours-nobatch',
+  origin?: string,
+): Driver {
+  const client = new Client({
     servers: [`${o.host}:${o.port}`],
     timeout: o.timeoutMs,
     maxValueSize: o.maxValueSize,
@@ -84,8 +121,9 @@ function oursDriver(o: DriverOptions, autoBatch: boolean): Driver {
     .filter((k) => resolved[k] !== undefined)
     .map((k) => `${k}=${JSON.stringify(resolved[k])}`);
   return {
-    name: autoBatch ? 'ours' : 'ours-nobatch',
+    name,
     notes: [
+      ...(origin === undefined ? [] : [origin]),
       `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'} (${shown.join(', ')})`,
       ...(o.compression
         ? [`compression: { threshold: ${COMPRESSION_THRESHOLD} } (zlib level 6)`]

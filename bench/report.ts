@@ -101,6 +101,7 @@ export function formatTable(results: BenchResults): string {
 
 export const CLIENT_COLORS: Record<ClientName, string> = {
   ours: '#e4572e',
+  'ours-baseline': '#8c2d04',
   'ours-nobatch': '#f4a582',
   memjs: '#4c78a8',
   memcached: '#54a24b',
@@ -110,6 +111,7 @@ export const CLIENT_COLORS: Record<ClientName, string> = {
 
 const CLIENT_LABELS: Record<ClientName, string> = {
   ours: 'nestjs-memcached (ours)',
+  'ours-baseline': 'ours, baseline build (BENCH_BASELINE)',
   'ours-nobatch': 'ours, autoBatch off',
   memjs: 'memjs',
   memcached: 'memcached (3rd-Eden)',

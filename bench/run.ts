@@ -5,10 +5,15 @@
  */
 import { stopAllMemcached } from '../test/harness/memcached.js';
 import { configFromEnv, runBench } from './bench.js';
+import { loadBaseline } from './clients.js';
 import { formatTable } from './report.js';
 
 async function main(): Promise<void> {
   const config = configFromEnv();
+  const baseline = process.env['BENCH_BASELINE'];
+  if (baseline !== undefined && config.clients.includes('ours-baseline')) {
+    await loadBaseline(baseline);
+  }
   if ((globalThis as { gc?: unknown }).gc === undefined) {
     config.log('note: run with node --expose-gc for GC between rounds and exact heap numbers');
   }

@@ -67,7 +67,10 @@ export class GetBatcher {
     onError: (error: MemcachedError) => void,
   ): void {
     const spec = { op: 'get', keys } as const;
-    this.dispatch(node, new Request('get', spec, this.driver.encode(spec), onItems, onError));
+    this.dispatch(
+      node,
+      new Request<'retrieve'>('get', spec, this.driver.encode(spec), onItems, onError),
+    );
   }
 
   private flushMany(node: ServerNode, waiters: Waiter[]): void {
@@ -75,7 +78,7 @@ export class GetBatcher {
     // multi-get per connection, at most CHUNK keys each. A key asked twice is simply sent twice:
     // memcached answers each occurrence, so each caller gets its own bytes.
     const n = waiters.length;
-    const chunk = Math.min(CHUNK, Math.ceil(n / node.pool.size));
+    const chunk = Math.min(CHUNK, Math.ceil(n / node.poolSize));
     for (let start = 0; start < n; start += chunk) {
       const mine = n <= chunk ? waiters : waiters.slice(start, start + chunk);
       this.send(

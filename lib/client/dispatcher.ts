@@ -1,7 +1,13 @@
 import type { Cluster, ServerNode } from '../cluster/cluster.js';
 import { MemcachedError } from '../errors.js';
 import type { ProtocolDriver } from '../protocol/driver.js';
-import { Request, type CommandSpec, type KindOf, type Replies } from '../protocol/request.js';
+import {
+  Request,
+  type AnyRequest,
+  type CommandSpec,
+  type KindOf,
+  type Replies,
+} from '../protocol/request.js';
 import { isIgnorableError } from './interceptors.js';
 
 /** The typed reply of a spec. */
@@ -33,7 +39,7 @@ export class Dispatcher {
     return new Promise<T>((resolve, reject) => {
       const request = new Request<KindOf<S['op']>>(
         command,
-        spec as never,
+        spec,
         data,
         (reply) => {
           try {
@@ -44,7 +50,8 @@ export class Dispatcher {
         },
         reject,
       );
-      this.cluster.dispatch(node, request as never);
+      // AnyRequest is the union of Request's instantiations, which a generic K cannot name.
+      this.cluster.dispatch(node, request as unknown as AnyRequest);
     });
   }
 

@@ -29,6 +29,8 @@ export interface ClusterEvents {
 export class ServerNode {
   readonly id: string;
   readonly pool: Pool;
+  /** Most connections to this server. */
+  readonly poolSize: number;
   /** Consecutive failure events (failed connects, lost connections, silent timeouts). */
   failures = 0;
   /** While dead: the time (performance clock, ms) of the next probe. */
@@ -45,6 +47,7 @@ export class ServerNode {
     events: ConnectionEvents,
   ) {
     this.id = config.id;
+    this.poolSize = poolSize;
     this.pool = new Pool(config, poolSize, settings, events);
   }
 }

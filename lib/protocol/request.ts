@@ -153,7 +153,8 @@ export class Request<K extends ReplyKind = ReplyKind> {
 
   constructor(
     command: string,
-    readonly spec: CommandSpec & { readonly op: OpsOf<K> },
+    /** What to do; its op must be one of kind K (the builders in the client pair them). */
+    readonly spec: CommandSpec,
     data: Buffer | Buffer[],
     private readonly onReply: (reply: Replies[K]) => void,
     private readonly onError: (error: MemcachedError) => void,
@@ -191,9 +192,6 @@ export class Request<K extends ReplyKind = ReplyKind> {
     this.complete(NOREPLY_REPLY[this.kind] as Replies[K]);
   }
 }
-
-/** The ops whose replies are of kind K. */
-export type OpsOf<K extends ReplyKind> = { [O in Op]: KindOf<O> extends K ? O : never }[Op];
 
 /** Any request, whatever its kind (a union, so `kind` narrows it). */
 export type AnyRequest = { [K in ReplyKind]: Request<K> }[ReplyKind];
