@@ -28,7 +28,7 @@ export class TextReplyMatcher implements ReplySink {
     cas: string | undefined,
     tooLarge: number,
   ): void {
-    const r = this.expect(`VALUE ${key}`);
+    const r = this.expect('VALUE', key);
     if (r.kind !== 'retrieve') {
       throw unexpectedReply(`VALUE ${key}`, r.kind, r.command, this.host.server);
     }
@@ -59,7 +59,7 @@ export class TextReplyMatcher implements ReplySink {
   }
 
   onStat(name: string, value: string): void {
-    const r = this.expect(`STAT ${name}`);
+    const r = this.expect('STAT', name);
     if (r.kind !== 'stats') {
       throw unexpectedReply(`STAT ${name}`, r.kind, r.command, this.host.server);
     }
@@ -74,7 +74,7 @@ export class TextReplyMatcher implements ReplySink {
   }
 
   onEnd(): void {
-    const r = this.expect('END');
+    const r = this.expect('END', undefined);
     if (r.kind === 'retrieve') {
       this.host.shift();
       r.complete(r.items ?? []);
@@ -87,7 +87,7 @@ export class TextReplyMatcher implements ReplySink {
   }
 
   onLine(line: string): void {
-    const r = this.expect(JSON.stringify(line.slice(0, 80)));
+    const r = this.expect(undefined, line);
     const server = this.host.server;
     if (r.op === 'fence') {
       const stray = errorFromLine(line, 'a noreply command', server);
@@ -106,10 +106,19 @@ export class TextReplyMatcher implements ReplySink {
     else (r as { complete(reply: typeof result): void }).complete(result);
   }
 
-  /** The head request, or a protocol error: a reply arrived while none is waiting. */
-  private expect(what: string): AnyRequest {
+  /**
+   * The head request, or a protocol error: a reply arrived while none is waiting. The reply is
+   * described (`VALUE key`, `END`, or a quoted line) only when that error is built.
+   */
+  private expect(word: string | undefined, detail: string | undefined): AnyRequest {
     const r = this.host.head();
     if (r === undefined) {
+      const what =
+        word === undefined
+          ? JSON.stringify((detail ?? '').slice(0, 80))
+          : detail === undefined
+            ? word
+            : `${word} ${detail}`;
       throw new MemcachedProtocolError(
         `memcached ${this.host.server} sent ${what} but no request is waiting for a reply; the connection was reset`,
         { server: this.host.server },
