@@ -252,6 +252,20 @@ describe.each(PROTOCOLS)('%s protocol', (protocol) => {
       await expect(mc.stats('bad group\r\nflush_all')).rejects.toThrow(MemcachedValueError);
     });
 
+    test("stats('reset') resets the counters and keeps the connection", async () => {
+      await mc.get('reset:miss');
+      const before = await mc.stats();
+      expect(Number(before[server.serverId]!.get_misses)).toBeGreaterThan(0);
+      expect(await mc.stats('reset')).toEqual({ [server.serverId]: {} });
+      const after = await mc.stats();
+      expect(after[server.serverId]!.get_misses).toBe('0');
+      // Same connection: none was dropped or added (total_connections is reset too).
+      expect(after[server.serverId]!.curr_connections).toBe(
+        before[server.serverId]!.curr_connections,
+      );
+      expect(after[server.serverId]!.total_connections).toBe('0');
+    });
+
     test('flushAll empties the server; a delay is accepted', async () => {
       await mc.set('f', 1);
       await mc.flushAll();

@@ -55,6 +55,8 @@ class TextSession implements DriverSession {
 
   reset(): void {
     this.parser.reset();
+    // A new socket may reach another server at the same address: learn its version again.
+    this.matcher.metaNoop = false;
   }
 }
 
