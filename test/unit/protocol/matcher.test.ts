@@ -18,6 +18,7 @@ import {
 import { textDriver } from '../../../lib/protocol/text/driver.js';
 import { TextReplyMatcher } from '../../../lib/protocol/text/matcher.js';
 import { ReplyParser } from '../../../lib/protocol/text/parser.js';
+import { byteByByte, bytes, splitAt } from './chunks.js';
 
 // ---------------------------------------------------------------------------------------------
 // An in-memory connection: an array queue of Requests, a text-driver session, and a log of
@@ -166,28 +167,6 @@ const arith = (op: ArithOp, key: string, delta = 1n): CommandSpec => ({ op, key,
 const VERSION: CommandSpec = { op: 'version' };
 const STATS: CommandSpec = { op: 'stats' };
 const FLUSH: CommandSpec = { op: 'flush_all' };
-
-function bytes(...parts: (string | Buffer)[]): Buffer {
-  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p)));
-}
-
-function splitAt(buf: Buffer, points: readonly number[]): Buffer[] {
-  const sorted = [...new Set(points)].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const p of sorted) {
-    chunks.push(buf.subarray(prev, p));
-    prev = p;
-  }
-  chunks.push(buf.subarray(prev));
-  return chunks;
-}
-
-function byteByByte(buf: Buffer): Buffer[] {
-  const chunks: Buffer[] = [];
-  for (let i = 0; i < buf.length; i++) chunks.push(buf.subarray(i, i + 1));
-  return chunks;
-}
 
 /** What a run left behind, comparable across chunkings. */
 interface Outcome {

@@ -6,6 +6,7 @@ import {
   type ParserLimits,
   type ReplySink,
 } from '../../../lib/protocol/text/parser.js';
+import { byteByByte, bytes, splitAt } from './chunks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Recording sink and feeding helpers
@@ -62,30 +63,6 @@ const value = (key: string, flags: number, data: Buffer | string, cas?: string):
 const stat = (name: string, v: string): ReplyEvent => ({ t: 'stat', name, value: v });
 const end = (): ReplyEvent => ({ t: 'end' });
 const line = (l: string): ReplyEvent => ({ t: 'line', line: l });
-
-/** Concatenates strings (as UTF-8) and byte arrays. */
-function bytes(...parts: (string | Buffer | Uint8Array)[]): Buffer {
-  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p)));
-}
-
-/** Splits `buf` at the given (sorted or not, possibly repeated) offsets. */
-function splitAt(buf: Buffer, points: readonly number[]): Buffer[] {
-  const sorted = [...new Set(points)].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const p of sorted) {
-    chunks.push(buf.subarray(prev, p));
-    prev = p;
-  }
-  chunks.push(buf.subarray(prev));
-  return chunks;
-}
-
-function byteByByte(buf: Buffer): Buffer[] {
-  const chunks: Buffer[] = [];
-  for (let i = 0; i < buf.length; i++) chunks.push(buf.subarray(i, i + 1));
-  return chunks;
-}
 
 interface Outcome {
   events: ReplyEvent[];
