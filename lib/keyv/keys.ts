@@ -16,7 +16,7 @@ import { MAX_KEY_LENGTH } from '../client/validation.js';
  * first `:` after it ends it: two different (generation, key) pairs never give the same key.
  * A key is hashed when the `kv:` form would be over 250 bytes with the client's prefix, or
  * when it contains a space, a control character (C0, DEL, C1) or a lone UTF-16 surrogate; the
- * hash is the SHA-256 of the key's UTF-8 bytes in base64url (43 characters).
+ * hash is the SHA-256 of the key's UTF-8 bytes in base64url (43 characters; see sha256()).
  */
 
 /** A fresh generation: 64 random bits, base64url (11 characters, no `:`). */
@@ -31,9 +31,19 @@ export function isGeneration(value: unknown): value is string {
   return typeof value === 'string' && GENERATION.test(value);
 }
 
+/**
+ * SHA-256 in base64url of the key's UTF-8 bytes; a key with a lone surrogate (which UTF-8 cannot
+ * carry: it would become U+FFFD, and two such keys would hash alike) hashes the byte 0xFF (never
+ * part of UTF-8) and then its UTF-16LE code units.
+ */
 function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('base64url');
+  const hash = createHash('sha256');
+  if (text.isWellFormed()) hash.update(text, 'utf8');
+  else hash.update(LONE_SURROGATE_TAG).update(text, 'utf16le');
+  return hash.digest('base64url');
 }
+
+const LONE_SURROGATE_TAG = Buffer.from([0xff]);
 
 /**
  * Whether memcached can take `text` as (part of) a key: no space, no control character (C0,

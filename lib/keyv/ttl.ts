@@ -11,7 +11,7 @@ const MAX_EXPTIME = 2 ** 31 - 1;
  *
  * - `undefined` (and `0`, Keyv's "no TTL") → `0`, never expires;
  * - otherwise rounded UP to whole seconds, so an item never expires in memcached before Keyv
- *   considers it expired (1 ms → 1 s; 1001 ms → 2 s);
+ *   considers it expired (1 ms → 1 s; 1001 ms → 2 s; never 0, which would mean "never");
  * - up to 30 days → relative seconds; longer → the absolute unix time `now + ttl`, rounded up;
  * - negative, `NaN`, `±Infinity`, a non-number, or an expiry after 2038-01-19 (what the
  *   protocol can carry) → {@link MemcachedValueError}; nothing is sent.
@@ -25,7 +25,8 @@ export function toExptime(ttl: unknown, command: string, now: number = Date.now(
     );
   }
   if (ttl === 0) return 0;
-  const seconds = Math.ceil(ttl / 1000);
+  // At least 1: a TTL so small that ttl / 1000 underflows to 0 must not become "never".
+  const seconds = Math.max(1, Math.ceil(ttl / 1000));
   if (seconds <= MAX_RELATIVE_EXPTIME) return seconds;
   const at = Math.ceil((now + ttl) / 1000);
   if (at > MAX_EXPTIME) {
