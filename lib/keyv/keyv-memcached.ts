@@ -172,22 +172,23 @@ export class KeyvMemcached extends EventEmitter {
   }
 
   /**
-   * Stores every entry; resolves with one boolean per entry (whether it was stored). One
-   * pipelined request per server (entries with different TTLs are separate requests in the same
-   * write). Every key and TTL is checked before anything is sent.
+   * Stores every entry: one pipelined request per server (entries with different TTLs are
+   * separate requests in the same write). Every key and TTL is checked before anything is sent.
+   * Resolves when every entry is stored (Keyv 5's contract: `Promise<void>`); rejects when one
+   * was not (with the client's `ignoreErrors`, a failed server's entries are not stored), and
+   * Keyv then reports `false` for each entry and emits the error.
    */
-  async setMany(entries: KeyvMemcachedEntry[]): Promise<boolean[]> {
+  async setMany(entries: KeyvMemcachedEntry[]): Promise<void> {
     const prepared = entries.map((entry) => ({
       key: this.keyOf(entry?.key, 'setMany'),
       value: entry.value,
       exptime: toExptime(entry.ttl, 'setMany'),
     }));
-    if (prepared.length === 0) return [];
-    return this.write('setMany', async (generation) => {
-      const keys = prepared.map((entry) => this.keys.valueKey(generation, entry.key));
+    if (prepared.length === 0) return;
+    const notStored = await this.write('setMany', async (generation) => {
       // The last entry of a key wins, as if they were stored one after the other.
       const last = new Map<string, number>();
-      keys.forEach((key, i) => last.set(key, i));
+      prepared.forEach((entry, i) => last.set(this.keys.valueKey(generation, entry.key), i));
       const byTtl = new Map<number, Map<string, unknown>>();
       for (const [key, i] of last) {
         const { exptime, value } = prepared[i]!;
@@ -195,13 +196,17 @@ export class KeyvMemcached extends EventEmitter {
         if (group === undefined) byTtl.set(exptime, (group = new Map()));
         group.set(key, value);
       }
-      const notStored = new Set(
-        (
-          await Promise.all([...byTtl].map(([ttl, group]) => this.client.setMany(group, { ttl })))
-        ).flat(),
+      const results = await Promise.all(
+        [...byTtl].map(([ttl, group]) => this.client.setMany(group, { ttl })),
       );
-      return keys.map((key) => !notStored.has(key));
+      return results.flat();
     });
+    if (notStored.length > 0) {
+      throw new MemcachedError(
+        `setMany: ${notStored.length} of ${prepared.length} entries were not stored (${notStored.slice(0, 3).join(', ')}${notStored.length > 3 ? ', …' : ''})`,
+        { command: 'setMany' },
+      );
+    }
   }
 
   /** Deletes `key`; `false` when it was not there. */
