@@ -437,6 +437,19 @@ describe('keys memcached cannot take', () => {
     expect(await total('cmd_flush')).toBe(0);
   });
 
+  test('a namespace memcached cannot take: its generation key is hashed too, and clear() works', async () => {
+    const spaced = new Keyv({ store: new KeyvMemcached(client), namespace: 'my space' });
+    const plain = new Keyv({ store: new KeyvMemcached(client), namespace: 'my' });
+    await spaced.set('a', 1);
+    await plain.set('space:a', 2);
+    const generationKey = `kg#${sha('my space')}`;
+    expect(await rawGet(serverOf(generationKey), generationKey)).toBeDefined();
+    expect(await spaced.get('a')).toBe(1);
+    await spaced.clear();
+    expect(await spaced.get('a')).toBeUndefined();
+    expect(await plain.get('space:a')).toBe(2);
+  });
+
   test('the 250-byte limit counts the client’s keyPrefix', async () => {
     const prefixed = new MemcachedClient({
       servers: servers.map((s) => s.address),
@@ -694,6 +707,24 @@ describe('failures', () => {
       expect(values.filter((v) => v === undefined).length).toBeGreaterThan(0);
     } finally {
       await mixed.close();
+    }
+  });
+
+  test('a value over the client’s maxValueSize: set is false with a MemcachedValueError, nothing is sent', async () => {
+    const small = new MemcachedClient({ servers: servers[0]!.address, maxValueSize: 1024 });
+    try {
+      const keyv = new Keyv({ store: new KeyvMemcached(small), namespace: 'big' });
+      const errors = errorsOf(keyv);
+      await keyv.set('warm', 1);
+      const sets = await total('cmd_set');
+      expect(await keyv.set('big', 'x'.repeat(2000))).toBe(false);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toBeInstanceOf(MemcachedValueError);
+      expect((errors[0] as Error).message).toMatch(/over maxValueSize \(1024 bytes\)/);
+      expect(await total('cmd_set')).toBe(sets);
+      expect(await keyv.get('big')).toBeUndefined();
+    } finally {
+      await small.close();
     }
   });
 
