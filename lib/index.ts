@@ -28,3 +28,14 @@ export type {
   CacheableOptions,
 } from './decorators/index.js';
 export { defaultCacheKey } from './utils/cache-key.js';
+
+// The Keyv store adapter (also the framework-free `nestjs-memcached/keyv` entry point).
+export { KeyvMemcached } from './keyv/index.js';
+export type {
+  KeyvEnvelope,
+  KeyvMemcachedEntry,
+  KeyvMemcachedOpts,
+  KeyvMemcachedSource,
+  KeyvStored,
+  MemcachedClientHolder,
+} from './keyv/index.js';

@@ -16,6 +16,7 @@ async function main(): Promise<void> {
       `  curl ${base}/products/1            (the service method is cached for 60 s)`,
       `  curl -X PATCH ${base}/products/1 -H 'content-type: application/json' -d '{"price": 199}'`,
       `                                       (evicts product:1 and the list)`,
+      `  curl -i ${base}/stock              (CacheInterceptor + KeyvMemcached: X-Cache MISS, then HIT)`,
       `  curl ${base}/health                (terminus: ok / degraded / 503)`,
     ].join('\n'),
   );

@@ -26,6 +26,7 @@ const entries = [
   { subpath: '.', name: 'index', cjs: 'index.js' },
   { subpath: './client', name: 'client', cjs: 'client/index.js' },
   { subpath: './health', name: 'health', cjs: 'health/index.js' },
+  { subpath: './keyv', name: 'keyv', cjs: 'keyv/index.js' },
 ];
 
 function compile(project, extra = []) {

@@ -15,7 +15,7 @@ const SEED: ReadonlyArray<Omit<Product, 'updatedAt'>> = [
 @Injectable()
 export class ProductsRepository {
   /** Calls per method, since start. */
-  readonly calls = { findAll: 0, findOne: 0, update: 0 };
+  readonly calls = { findAll: 0, findOne: 0, update: 0, stockLevels: 0 };
   private readonly delayMs: number;
   private readonly products = new Map<string, Product>(
     SEED.map((p) => [p.id, { ...p, updatedAt: new Date(0).toISOString() }]),
@@ -46,6 +46,12 @@ export class ProductsRepository {
     const updated = { ...product, ...patch, id, updatedAt: new Date().toISOString() };
     this.products.set(id, updated);
     return { ...updated };
+  }
+
+  async stockLevels(): Promise<Record<string, number>> {
+    this.calls.stockLevels++;
+    await this.slow();
+    return Object.fromEntries([...this.products.values()].map((p) => [p.id, p.stock]));
   }
 
   private slow(): Promise<void> {

@@ -200,6 +200,8 @@ test('the tarball holds the CommonJS build, the ES module wrappers and their typ
     'package/dist/esm/client.d.mts',
     'package/dist/esm/health.mjs',
     'package/dist/esm/health.d.mts',
+    'package/dist/esm/keyv.mjs',
+    'package/dist/esm/keyv.d.mts',
     'package/dist/cjs/index.js',
     'package/dist/cjs/index.d.ts',
     'package/dist/cjs/package.json',
@@ -207,18 +209,20 @@ test('the tarball holds the CommonJS build, the ES module wrappers and their typ
     'package/dist/cjs/client/index.d.ts',
     'package/dist/cjs/health/index.js',
     'package/dist/cjs/health/index.d.ts',
+    'package/dist/cjs/keyv/index.js',
+    'package/dist/cjs/keyv/index.d.ts',
     'package/README.md',
     'package/package.json',
   ]) {
     expect(list).toContain(file);
   }
-  // No sources, no maps, no second implementation: dist/esm holds only the six wrapper files.
+  // No sources, no maps, no second implementation: dist/esm holds only the wrapper files.
   expect(list.filter((f) => f.endsWith('.map') || f.startsWith('package/lib/'))).toEqual([]);
   expect(
     list.filter((f) => !/^package\/dist\/(cjs|esm)\//.test(f) && !/^package\/[^/]+$/.test(f)),
   ).toEqual([]);
   expect(list.filter((f) => f.startsWith('package/dist/esm/')).sort()).toEqual(
-    ['client', 'health', 'index'].flatMap((name) => [
+    ['client', 'health', 'index', 'keyv'].flatMap((name) => [
       `package/dist/esm/${name}.d.mts`,
       `package/dist/esm/${name}.mjs`,
     ]),
@@ -228,6 +232,7 @@ test('the tarball holds the CommonJS build, the ES module wrappers and their typ
     ['index', 'index.js'],
     ['client', 'client/index.js'],
     ['health', 'health/index.js'],
+    ['keyv', 'keyv/index.js'],
   ]) {
     const text = await readFile(join(root, `dist/esm/${name}.mjs`), 'utf8');
     expect(text.match(/^import .*$/gm)).toEqual([`import cjs from '../cjs/${cjs}';`]);
@@ -377,6 +382,25 @@ describe.each([
     expect(nestModules(r.loaded)).toEqual([]);
   }, 60_000);
 
+  test('nestjs-memcached/keyv loads no @nestjs/*, reflect-metadata or class-validator, nor keyv', async () => {
+    const r = await probe(app, mode, 'nestjs-memcached/keyv');
+    expect(r.resolved).toMatch(
+      mode === 'import'
+        ? /\/node_modules\/nestjs-memcached\/dist\/esm\/keyv\.mjs$/
+        : /\/node_modules\/nestjs-memcached\/dist\/cjs\/keyv\/index\.js$/,
+    );
+    expect(r.exports).toEqual(['KeyvMemcached']);
+    expect(
+      r.loaded.some((file) =>
+        file.endsWith('node_modules/nestjs-memcached/dist/cjs/keyv/keyv-memcached.js'),
+      ),
+    ).toBe(true);
+    expect(nestModules(r.loaded)).toEqual([]);
+    expect(r.loaded.filter((file) => /[\\/]node_modules[\\/](@keyv|keyv)[\\/]/.test(file))).toEqual(
+      [],
+    );
+  }, 60_000);
+
   test('the check sees Nest being loaded by the main entry point', async () => {
     const r = await probe(app, mode, 'nestjs-memcached');
     expect(r.exports).toEqual(expect.arrayContaining([...clientExports, 'MemcachedModule']));
@@ -418,6 +442,7 @@ test('import and require in one process get the same classes, errors and class t
     'nestjs-memcached': [],
     'nestjs-memcached/client': [],
     'nestjs-memcached/health': [],
+    'nestjs-memcached/keyv': [],
   });
   for (const names of Object.values(r.exportNames)) {
     expect(names.import.length).toBeGreaterThan(0);
@@ -460,6 +485,10 @@ test('import and require in one process get the same classes, errors and class t
     'nestjs-memcached/health': {
       import: expect.stringMatching(/\/dist\/esm\/health\.mjs$/),
       require: expect.stringMatching(/\/dist\/cjs\/health\/index\.js$/),
+    },
+    'nestjs-memcached/keyv': {
+      import: expect.stringMatching(/\/dist\/esm\/keyv\.mjs$/),
+      require: expect.stringMatching(/\/dist\/cjs\/keyv\/index\.js$/),
     },
   });
 }, 90_000);

@@ -151,6 +151,36 @@ describe('sample app', () => {
     ).toBe(true);
   });
 
+  test('the CacheInterceptor route (@nestjs/cache-manager over KeyvMemcached) is served from memcached the second time', async () => {
+    const before = repository.calls.stockLevels;
+    const first = await request(url).get('/stock').expect(200);
+    expect(first.headers['x-cache']).toBe('MISS');
+    expect(first.body).toEqual({ '1': 12, '2': 30, '3': 80 });
+    // The interceptor stores after answering: the value reaches the server shortly after.
+    const generationKey = 'catalog:kg:http';
+    const findStored = async (): Promise<string | undefined> => {
+      for (const server of [cacheA, cacheB]) {
+        const reply = await rawRequest(server, `get ${generationKey}\r\n`);
+        const generation = /^VALUE \S+ \d+ \d+\r\n(\S+)\r\n/.exec(reply)?.[1];
+        if (generation === undefined) continue;
+        const key = `catalog:kv:${generation}:http:/stock`;
+        for (const s of [cacheA, cacheB]) if (await storedOn(s, key)) return key;
+      }
+      return undefined;
+    };
+    let stored = await findStored();
+    for (let i = 0; i < 100 && stored === undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      stored = await findStored();
+    }
+    expect(stored).toMatch(/^catalog:kv:[\w-]{11}:http:\/stock$/);
+    const second = await request(url).get('/stock').expect(200);
+    expect(second.headers['x-cache']).toBe('HIT');
+    expect(second.body).toEqual(first.body);
+    expect(repository.calls.stockLevels - before).toBe(1);
+    expect(await storedOn(counters, stored!)).toBe(false);
+  });
+
   test('/health is 200 ok when every server is up', async () => {
     const reply = await request(url).get('/health').expect(200);
     const body = reply.body as HealthBody;
@@ -200,5 +230,8 @@ describe('sample app', () => {
     const one = await request(url).get('/products/1').expect(200);
     expect(one.body).toMatchObject({ id: '1', name: 'Espresso machine' });
     expect(repository.calls.findOne - before).toBe(1);
+    // The CacheInterceptor route fails open too.
+    const stock = await request(url).get('/stock').expect(200);
+    expect(stock.headers['x-cache']).toBe('MISS');
   });
 });
