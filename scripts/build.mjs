@@ -26,6 +26,8 @@ const entries = [
   { subpath: '.', name: 'index', cjs: 'index.js' },
   { subpath: './client', name: 'client', cjs: 'client/index.js' },
   { subpath: './health', name: 'health', cjs: 'health/index.js' },
+  { subpath: './otel', name: 'otel', cjs: 'otel/index.js' },
+  { subpath: './prometheus', name: 'prometheus', cjs: 'prometheus/index.js' },
 ];
 
 function compile(project, extra = []) {
