@@ -9,7 +9,13 @@ import 'reflect-metadata';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const specifiers = ['nestjs-memcached', 'nestjs-memcached/client', 'nestjs-memcached/health'];
+const specifiers = [
+  'nestjs-memcached',
+  'nestjs-memcached/client',
+  'nestjs-memcached/health',
+  'nestjs-memcached/otel',
+  'nestjs-memcached/prometheus',
+];
 const imported = {};
 const required = {};
 for (const specifier of specifiers) {
