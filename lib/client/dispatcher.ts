@@ -64,7 +64,11 @@ export class Dispatcher {
     });
   }
 
-  /** {@link send}, published on `memcached:command` (someone listens): one trace per request. */
+  /**
+   * {@link send}, published on `memcached:command` (someone listens): one trace per request. It
+   * succeeds when the server answered; reading the reply (`finish`: decoding a value, say) is
+   * the call's business, after the command.
+   */
   private sendTraced<S extends CommandSpec, T>(
     node: ServerNode,
     command: string,
@@ -73,20 +77,20 @@ export class Dispatcher {
     data: Buffer | Buffer[],
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      const settle = (reply: ReplyOf<S>): void => {
+        try {
+          resolve(finish(reply));
+        } catch (err) {
+          reject(err);
+        }
+      };
       const request = new Request<KindOf<S['op']>>(
         command,
         spec,
         data,
         (reply) => {
-          let value: T | PromiseLike<T>;
-          try {
-            value = finish(reply);
-          } catch (err) {
-            traceFailed(trace, err, reject);
-            return;
-          }
           const hits = request.kind === 'retrieve' ? (reply as RetrievedItem[]).length : undefined;
-          traceSucceeded(trace, hits, resolve, value);
+          traceSucceeded(trace, hits, settle, reply as ReplyOf<S>);
         },
         (error) => traceFailed(trace, error, reject),
       );

@@ -10,6 +10,7 @@ import {
   MemcachedClientError,
   MemcachedConnectionError,
   MemcachedService,
+  MemcachedValueError,
   type MemcachedCacheEvent,
   type MemcachedCommandContext,
   type MemcachedOptions,
@@ -286,6 +287,19 @@ describe('memcached:command', () => {
     }
     expect(gets.flatMap((c) => c.keys).sort()).toEqual([...keys].sort());
     await other.stop();
+  });
+
+  test('the command succeeds when the server answered, even if the call then fails reading the reply', async () => {
+    const mc = client();
+    await mc.set('big', String(2n ** 60n));
+    const r = listen();
+    // The server applied the incr; the result does not fit a number, so the call rejects.
+    await expect(mc.incr('big', 1)).rejects.toBeInstanceOf(MemcachedValueError);
+    const [c] = r.contexts;
+    expect(r.contexts).toHaveLength(1);
+    expect(c).toMatchObject({ command: 'incr', keys: ['big'] });
+    expect(c!.error).toBeUndefined();
+    expect(r.of(c!)).toEqual(['start', 'end', 'asyncStart', 'asyncEnd']);
   });
 
   test('the keys in a context are a copy: changing them does not change the request', async () => {
