@@ -2,6 +2,7 @@ import {
   SpanKind,
   SpanStatusCode,
   context,
+  diag,
   metrics,
   trace,
   type Attributes,
@@ -105,10 +106,15 @@ export function instrumentMemcached(options: InstrumentMemcachedOptions = {}): (
     if (c.serverPort !== undefined) attributes['server.port'] = c.serverPort;
     if (c.keyCount > 1) attributes['db.operation.batch.size'] = c.keyCount;
     if (recordKeys !== false && c.keyCount > 0) {
-      if (c.keyCount === 1) {
-        attributes['db.memcached.key'] = mapKey === undefined ? c.keys[0] : mapKey(c.keys[0]!);
-      } else {
-        attributes['db.memcached.keys'] = mapKey === undefined ? [...c.keys] : c.keys.map(mapKey);
+      try {
+        if (c.keyCount === 1) {
+          attributes['db.memcached.key'] = mapKey === undefined ? c.keys[0] : mapKey(c.keys[0]!);
+        } else {
+          attributes['db.memcached.keys'] = mapKey === undefined ? [...c.keys] : c.keys.map(mapKey);
+        }
+      } catch (error) {
+        // A throwing subscriber would crash the process (diagnostics_channel rethrows).
+        diag.error('nestjs-memcached/otel: recordKeys threw; the keys are not recorded', error);
       }
     }
     const span = tracer.startSpan(

@@ -8,6 +8,7 @@ import {
   SpanKind,
   SpanStatusCode,
   context,
+  diag,
   trace,
   type Context,
   type ContextManager,
@@ -228,6 +229,31 @@ describe('spans', () => {
     instrument({ recordKeys: (key) => `#${key.length}` });
     await mc.get('secret:1');
     expect(spans()[0]!.attributes['db.memcached.key']).toBe('#8');
+    for (const off of offs.splice(0)) off();
+    exporter.reset();
+
+    // A throwing function costs the keys, not the span (nor the process).
+    const logged: unknown[][] = [];
+    diag.setLogger({
+      error: (...args: unknown[]) => void logged.push(args),
+      warn: () => undefined,
+      info: () => undefined,
+      debug: () => undefined,
+      verbose: () => undefined,
+    });
+    try {
+      instrument({
+        recordKeys: () => {
+          throw new Error('no');
+        },
+      });
+      expect(await mc.get('secret:1')).toBeUndefined();
+      expect(spans()).toHaveLength(1);
+      expect(spans()[0]!.attributes).not.toHaveProperty('db.memcached.key');
+      expect(String(logged[0]![0])).toContain('recordKeys threw');
+    } finally {
+      diag.disable();
+    }
   });
 
   test('over a unix socket: server.address is the path, no server.port', async () => {
