@@ -130,6 +130,8 @@ export interface RoundResult {
   p99Ms: number;
   meanMs: number;
   maxMs: number;
+  /** CPU time of the bench process per operation, µs (where measured). */
+  cpuUsPerOp?: number;
 }
 
 export interface ClientResult {
@@ -141,6 +143,8 @@ export interface ClientResult {
   meanMs: number;
   /** Which round was the median. */
   medianRound: number;
+  /** Median over the rounds of the CPU time per operation, µs (where measured). */
+  cpuUsPerOp?: number;
   rounds: RoundResult[];
   /** Process memory right after this client's last round (after a full GC when --expose-gc). */
   memoryAfter: MemorySample;
@@ -168,6 +172,14 @@ export interface WorkloadResult {
     raw?: number;
     /** ours ops/s ÷ raw ops/s. */
     oursOverRaw?: number;
+    /** Ours: CPU µs per call (median of the rounds). */
+    oursCpuUsPerCall?: number;
+    /** Ours with a plain TracingChannel subscriber: ops/s, and the CPU µs it adds per call. */
+    oursTraced?: number;
+    tracedCostUsPerCall?: number;
+    /** Ours with the OpenTelemetry bridge on: ops/s, and the CPU µs it adds per call. */
+    oursOtel?: number;
+    otelCostUsPerCall?: number;
   };
 }
 
@@ -407,6 +419,9 @@ async function runWorkload(
           elapsedMs: outcome.elapsedMs,
           opsPerSec: outcome.elapsedMs > 0 ? (outcome.ops * 1000) / outcome.elapsedMs : 0,
           ...lat,
+          ...(outcome.cpuMs === undefined || outcome.ops === 0
+            ? {}
+            : { cpuUsPerOp: (outcome.cpuMs * 1000) / outcome.ops }),
         };
         c.rounds.push(r);
         if (outcome.errors > 0) {
@@ -535,7 +550,17 @@ function opRunner(
       break;
     }
   }
-  return (limit) => closedLoop(op, workload.concurrency, limit, recorder);
+  const activate = driver.activate;
+  if (activate === undefined)
+    return (limit) => closedLoop(op, workload.concurrency, limit, recorder);
+  return async (limit) => {
+    const deactivate = activate();
+    try {
+      return await closedLoop(op, workload.concurrency, limit, recorder);
+    } finally {
+      deactivate();
+    }
+  };
 }
 
 async function populate(driver: Driver, keys: readonly string[], value: string): Promise<void> {
@@ -589,6 +614,10 @@ function toClientResult(c: Contender): ClientResult {
       error: c.error ?? 'no rounds',
     };
   }
+  const cpu = c.rounds
+    .map((r) => r.cpuUsPerOp)
+    .filter((v): v is number => v !== undefined)
+    .sort((a, b) => a - b);
   return {
     ...base,
     opsPerSec: median.opsPerSec,
@@ -596,6 +625,7 @@ function toClientResult(c: Contender): ClientResult {
     p99Ms: median.p99Ms,
     meanMs: median.meanMs,
     medianRound: median.round,
+    ...(cpu.length === 0 ? {} : { cpuUsPerOp: cpu[Math.floor((cpu.length - 1) / 2)]! }),
   };
 }
 
@@ -604,6 +634,19 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
   const ours = ok.find((r) => r.client === 'ours')?.opsPerSec;
   const oursNoBatch = ok.find((r) => r.client === 'ours-nobatch')?.opsPerSec;
   const raw = ok.find((r) => r.client === 'raw')?.opsPerSec;
+  const cpuOf = (client: ClientName): number | undefined =>
+    ok.find((r) => r.client === client)?.cpuUsPerOp;
+  const traced = ok.find((r) => r.client === 'ours-traced')?.opsPerSec;
+  const otel = ok.find((r) => r.client === 'ours-otel')?.opsPerSec;
+  // What a subscriber adds per call: the difference in CPU time per call of this process (less
+  // sensitive to other load on the machine than ops/s).
+  const oursCpu = cpuOf('ours');
+  const cost = (client: ClientName): number | undefined => {
+    const other = cpuOf(client);
+    return oursCpu !== undefined && other !== undefined ? other - oursCpu : undefined;
+  };
+  const tracedCost = cost('ours-traced');
+  const otelCost = cost('ours-otel');
   let best: ClientResult | undefined;
   for (const r of ok) {
     if (
@@ -621,6 +664,13 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
       : {}),
     ...(raw === undefined ? {} : { raw }),
     ...(ours !== undefined && raw !== undefined && raw > 0 ? { oursOverRaw: ours / raw } : {}),
+    ...(oursCpu === undefined || (traced === undefined && otel === undefined)
+      ? {}
+      : { oursCpuUsPerCall: oursCpu }),
+    ...(traced === undefined ? {} : { oursTraced: traced }),
+    ...(tracedCost === undefined ? {} : { tracedCostUsPerCall: tracedCost }),
+    ...(otel === undefined ? {} : { oursOtel: otel }),
+    ...(otelCost === undefined ? {} : { otelCostUsPerCall: otelCost }),
   };
 }
 

@@ -8,17 +8,23 @@ import Memcached from 'memcached';
 import memcacheClient, { type MultiRetrievalResponse } from 'memcache-client';
 import memjs from 'memjs';
 import { MemcachedClient, type MemcachedOptions } from '../lib/index.js';
+import { attachOtel, attachPlainSubscriber, type Attach } from './tracing.js';
 
 /**
  * The clients of a run. `ours-nobatch` is ours with `autoBatch: false` (only in the concurrent
  * get workloads, where auto-batching applies); `ours-baseline` is another build of ours, loaded
- * from the module named by `BENCH_BASELINE` (to compare two versions in one run); `raw` is the
- * socket ceiling (see raw.ts).
+ * from the module named by `BENCH_BASELINE` (to compare two versions in one run);
+ * `ours-traced` is ours with a plain subscriber on the `memcached:command` TracingChannel and
+ * `ours-otel` ours with the `nestjs-memcached/otel` bridge into the OpenTelemetry SDK (both only
+ * in the 100-byte workloads, attached only during their own rounds); `raw` is the socket ceiling
+ * (see raw.ts).
  */
 export const CLIENT_NAMES = [
   'ours',
   'ours-baseline',
   'ours-nobatch',
+  'ours-traced',
+  'ours-otel',
   'memjs',
   'memcached',
   'memcache-client',
@@ -27,6 +33,8 @@ export const CLIENT_NAMES = [
 export type ClientName = (typeof CLIENT_NAMES)[number];
 export type DriverName = Exclude<ClientName, 'raw'>;
 export const PEER_NAMES: readonly DriverName[] = ['memjs', 'memcached', 'memcache-client'];
+/** Ours with a subscriber on the channels. */
+export const TRACING_NAMES: readonly DriverName[] = ['ours-traced', 'ours-otel'];
 
 export function isClientName(name: string): name is ClientName {
   return (CLIENT_NAMES as readonly string[]).includes(name);
@@ -43,6 +51,11 @@ export interface Driver {
   /** Resolves the number of hits. */
   getMany(keys: readonly string[]): Promise<number>;
   close(): Promise<void>;
+  /**
+   * Called before each warm-up and round of this client; returns what is called after it (the
+   * tracing clients attach their subscriber only while they run).
+   */
+  activate?(): () => void;
 }
 
 export interface DriverOptions {
@@ -93,6 +106,18 @@ export function createDriver(name: DriverName, o: DriverOptions): Driver {
       return oursDriver(o, true, baseline.Client, name, `build from ${baseline.from}`);
     case 'ours-nobatch':
       return oursDriver(o, false);
+    case 'ours-traced':
+      return traced(
+        oursDriver(o, true, MemcachedClient, name),
+        attachPlainSubscriber,
+        'a subscriber on every event of the memcached:command TracingChannel (reads the context, counts)',
+      );
+    case 'ours-otel':
+      return traced(
+        oursDriver(o, true, MemcachedClient, name),
+        attachOtel,
+        'instrumentMemcached() into the OpenTelemetry SDK: BasicTracerProvider + BatchSpanProcessor (exporter drops the spans), MeterProvider + a metric reader (histogram aggregated, never exported)',
+      );
     case 'memjs':
       return memjsDriver(o);
     case 'memcached':
@@ -106,7 +131,9 @@ function oursDriver(
   o: DriverOptions,
   autoBatch: boolean,
   Client: OursClass = MemcachedClient,
-  name: 'ours' | 'ours-baseline' | 'ours-nobatch' = autoBatch ? 'ours' : 'ours-nobatch',
+  name: 'ours' | 'ours-baseline' | 'ours-nobatch' | 'ours-traced' | 'ours-otel' = autoBatch
+    ? 'ours'
+    : 'ours-nobatch',
   origin?: string,
 ): Driver {
   const client = new Client({
@@ -143,6 +170,11 @@ function oursDriver(
       return client.close();
     },
   };
+}
+
+/** `driver` with a subscriber attached while it runs. */
+function traced(driver: Driver, attach: Attach, note: string): Driver {
+  return { ...driver, notes: [...driver.notes, note], activate: attach };
 }
 
 function memjsDriver(o: DriverOptions): Driver {

@@ -72,6 +72,8 @@ export interface LoopOutcome {
   errors: number;
   firstError: unknown;
   elapsedMs: number;
+  /** CPU time of this process (user + system) during the loop, ms; unset where not measured. */
+  cpuMs?: number;
 }
 
 /**
@@ -90,6 +92,7 @@ export async function closedLoop(
   let errors = 0;
   let firstError: unknown;
   const start = now();
+  const cpuStart = process.cpuUsage();
   const deadline = limit.kind === 'duration' ? start + limit.ms : Infinity;
   const maxOps = limit.kind === 'ops' ? limit.ops : Infinity;
   const worker = async (): Promise<void> => {
@@ -113,5 +116,12 @@ export async function closedLoop(
   const workers: Array<Promise<void>> = [];
   for (let w = 0; w < concurrency; w++) workers.push(worker());
   await Promise.all(workers);
-  return { ops, errors, firstError, elapsedMs: now() - start };
+  const cpu = process.cpuUsage(cpuStart);
+  return {
+    ops,
+    errors,
+    firstError,
+    elapsedMs: now() - start,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+  };
 }

@@ -63,6 +63,25 @@ export function formatTable(results: BenchResults): string {
       `${pad(w.title, 44)}${pad(s.ours === undefined ? '—' : int(s.ours), 12, true)}  ${pad(best, 28)}${pad(ratio(s.oursOverBestPeer), 10, true)}${pad(s.raw === undefined ? '—' : int(s.raw), 12, true)}${pad(ratio(s.oursOverRaw), 10, true)}`,
     );
   }
+  const tracing = results.workloads.filter(
+    (w) => w.summary.oursTraced !== undefined || w.summary.oursOtel !== undefined,
+  );
+  if (tracing.length > 0) {
+    lines.push('');
+    const h3 = `${pad('observability cost', 44)}${pad('ours ops/s', 12, true)}${pad('cpu µs', 9, true)}${pad('traced', 12, true)}${pad('+µs', 8, true)}${pad('otel', 12, true)}${pad('+µs', 8, true)}`;
+    lines.push(h3);
+    lines.push('-'.repeat(h3.length));
+    const us = (n: number | undefined): string => (n === undefined ? '—' : n.toFixed(2));
+    for (const w of tracing) {
+      const s = w.summary;
+      lines.push(
+        `${pad(w.title, 44)}${pad(s.ours === undefined ? '—' : int(s.ours), 12, true)}${pad(us(s.oursCpuUsPerCall), 9, true)}${pad(s.oursTraced === undefined ? '—' : int(s.oursTraced), 12, true)}${pad(us(s.tracedCostUsPerCall), 8, true)}${pad(s.oursOtel === undefined ? '—' : int(s.oursOtel), 12, true)}${pad(us(s.otelCostUsPerCall), 8, true)}`,
+      );
+    }
+    lines.push(
+      '  (cpu µs: CPU time of the bench process per call with nobody listening; +µs: what the subscriber adds to it, median rounds)',
+    );
+  }
   for (const lin of results.linearity) {
     lines.push('');
     lines.push(
@@ -103,6 +122,8 @@ export const CLIENT_COLORS: Record<ClientName, string> = {
   ours: '#e4572e',
   'ours-baseline': '#8c2d04',
   'ours-nobatch': '#f4a582',
+  'ours-traced': '#fdae61',
+  'ours-otel': '#d73027',
   memjs: '#4c78a8',
   memcached: '#54a24b',
   'memcache-client': '#b279a2',
@@ -113,6 +134,8 @@ const CLIENT_LABELS: Record<ClientName, string> = {
   ours: 'nestjs-memcached (ours)',
   'ours-baseline': 'ours, baseline build (BENCH_BASELINE)',
   'ours-nobatch': 'ours, autoBatch off',
+  'ours-traced': 'ours, TracingChannel subscriber',
+  'ours-otel': 'ours, OpenTelemetry bridge on',
   memjs: 'memjs',
   memcached: 'memcached (3rd-Eden)',
   'memcache-client': 'memcache-client',

@@ -21,17 +21,25 @@ export interface Workload {
   batch?: number;
   /** `main` workloads compare every client; `linearity` is ours (and raw) over value sizes. */
   group: 'main' | 'linearity';
-  /** Restrict to these clients (default: every selected client but `ours-nobatch`). */
+  /** Restrict to these clients (default: every selected client, see {@link clientsFor}). */
   clients?: readonly ClientName[];
 }
 
-/** The selected clients that run `workload`. */
+/**
+ * The selected clients that run `workload`: `ours-nobatch` only where auto-batching applies,
+ * `ours-traced` / `ours-otel` only with 100-byte values (where the cost per call shows).
+ */
 export function clientsFor(workload: Workload, selected: readonly ClientName[]): ClientName[] {
   const batchable = workload.op === 'get' && workload.concurrency > 1;
+  const small = workload.group === 'main' && workload.valueSize <= 100;
   return selected.filter((c) =>
     workload.clients !== undefined
       ? workload.clients.includes(c)
-      : c !== 'ours-nobatch' || batchable,
+      : c === 'ours-nobatch'
+        ? batchable
+        : c === 'ours-traced' || c === 'ours-otel'
+          ? small
+          : true,
   );
 }
 

@@ -6,6 +6,8 @@ import {
   type SetManyEntries,
   type StorageOptions,
 } from './client/memcached-client.js';
+import { publishCacheOutcome } from './observability/events.js';
+import type { ServerPoolStats } from './observability/pool-stats.js';
 import type { MemcachedOptions } from './options.js';
 import { DEFAULT_MEMCACHED_NAME } from './memcached.constants.js';
 import { CacheErrorReporter } from './utils/error-reporter.js';
@@ -151,18 +153,27 @@ export class MemcachedService implements OnApplicationShutdown {
   /** @internal The cache-aside flow behind getOrSet and @Cacheable. */
   cacheAside(key: string, compute: () => unknown, opts: CacheAsideOptions = {}): Promise<unknown> {
     const existing = this.flights.get(key);
-    if (existing !== undefined) return existing.promise;
+    if (existing !== undefined) {
+      publishCacheOutcome(key, 'coalesced');
+      return existing.promise;
+    }
     const flight: Flight = { promise: Promise.resolve(), stale: false };
     const what = opts.label === undefined ? `"${key}"` : `"${key}" (${opts.label})`;
     flight.promise = (async () => {
       try {
         let hit: unknown;
+        let readFailed = false;
         try {
           hit = await this.client.get(key);
         } catch (error) {
+          readFailed = true;
           this.reporter.report(`reading ${what}`, error);
         }
-        if (hit !== undefined) return hit;
+        if (hit !== undefined) {
+          publishCacheOutcome(key, 'hit');
+          return hit;
+        }
+        publishCacheOutcome(key, readFailed ? 'error' : 'miss');
         const value: unknown = await compute();
         if (value === undefined || flight.stale) return value;
         if (isUncacheable(value)) {
@@ -368,6 +379,11 @@ export class MemcachedService implements OnApplicationShutdown {
    */
   ping(timeout?: number): Promise<Record<string, PingResult>> {
     return this.client.ping(timeout);
+  }
+
+  /** The pool and failover state of every server (see {@link MemcachedClient.poolStats}). */
+  poolStats(): Record<string, ServerPoolStats> {
+    return this.client.poolStats();
   }
 
   /**

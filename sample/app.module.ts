@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { MemcachedModule } from '../lib/index.js';
 import { HealthModule } from './health/health.module.js';
+import { MetricsModule } from './metrics/metrics.module.js';
 import { ProductsModule } from './products/products.module.js';
 
 const servers = (config: ConfigService, name: string): string =>
@@ -35,6 +36,7 @@ const servers = (config: ConfigService, name: string): string =>
     }),
     ProductsModule,
     HealthModule,
+    MetricsModule,
   ],
 })
 export class AppModule {}

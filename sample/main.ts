@@ -1,7 +1,10 @@
 import { Logger } from '@nestjs/common';
 import { createApp } from './app.js';
+import { setupTracing } from './tracing.js';
 
 async function main(): Promise<void> {
+  // OTEL=console: every memcached command as an OpenTelemetry span on stdout.
+  setupTracing();
   const app = await createApp();
   app.enableShutdownHooks();
   const port = Number(process.env['PORT'] ?? 3000);
@@ -18,6 +21,8 @@ async function main(): Promise<void> {
       `                                       (evicts product:1 and the list)`,
       `  curl -i ${base}/stock              (CacheInterceptor + KeyvMemcached: X-Cache MISS, then HIT)`,
       `  curl ${base}/health                (terminus: ok / degraded / 503)`,
+      `  curl ${base}/metrics               (Prometheus: commands, durations, cache hits, servers)`,
+      `  (start with OTEL=console to print every memcached command as an OpenTelemetry span)`,
     ].join('\n'),
   );
 }

@@ -27,6 +27,8 @@ const entries = [
   { subpath: './client', name: 'client', cjs: 'client/index.js' },
   { subpath: './health', name: 'health', cjs: 'health/index.js' },
   { subpath: './keyv', name: 'keyv', cjs: 'keyv/index.js' },
+  { subpath: './otel', name: 'otel', cjs: 'otel/index.js' },
+  { subpath: './prometheus', name: 'prometheus', cjs: 'prometheus/index.js' },
 ];
 
 function compile(project, extra = []) {

@@ -1,5 +1,12 @@
 import type { ServerNode } from '../cluster/cluster.js';
 import type { MemcachedError } from '../errors.js';
+import {
+  commandChannel,
+  commandContext,
+  traceFailed,
+  traceStart,
+  traceSucceeded,
+} from '../observability/command-trace.js';
 import type { ProtocolDriver } from '../protocol/driver.js';
 import { Request, type RetrievedItem } from '../protocol/request.js';
 
@@ -34,7 +41,34 @@ export class GetBatcher {
     resolve: (item: RetrievedItem | undefined) => void,
     reject: (error: MemcachedError) => void,
   ): void {
-    const waiter: Waiter = { wire, resolve, reject };
+    if (commandChannel.hasSubscribers) {
+      this.getTraced(node, wire, resolve, reject);
+      return;
+    }
+    this.queue(node, { wire, resolve, reject });
+  }
+
+  /**
+   * {@link get}, published on `memcached:command` (someone listens): one trace per get, from the
+   * call to its own item, whichever multi-get carried it.
+   */
+  private getTraced(
+    node: ServerNode,
+    wire: string,
+    resolve: (item: RetrievedItem | undefined) => void,
+    reject: (error: MemcachedError) => void,
+  ): void {
+    const trace = commandContext('get', 'get', [wire], false, node.config, this.driver.protocol);
+    traceStart(trace, () =>
+      this.queue(node, {
+        wire,
+        resolve: (item) => traceSucceeded(trace, item === undefined ? 0 : 1, resolve, item),
+        reject: (error) => traceFailed(trace, error, reject),
+      }),
+    );
+  }
+
+  private queue(node: ServerNode, waiter: Waiter): void {
     const batch = this.batches.get(node);
     if (batch === undefined) this.batches.set(node, [waiter]);
     else batch.push(waiter);

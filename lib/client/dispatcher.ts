@@ -1,5 +1,12 @@
 import type { Cluster, ServerNode } from '../cluster/cluster.js';
 import { MemcachedError } from '../errors.js';
+import {
+  commandChannel,
+  commandContext,
+  traceFailed,
+  traceStart,
+  traceSucceeded,
+} from '../observability/command-trace.js';
 import type { ProtocolDriver } from '../protocol/driver.js';
 import {
   Request,
@@ -7,6 +14,7 @@ import {
   type CommandSpec,
   type KindOf,
   type Replies,
+  type RetrievedItem,
 } from '../protocol/request.js';
 import { isIgnorableError } from './interceptors.js';
 
@@ -36,6 +44,7 @@ export class Dispatcher {
     finish: (reply: ReplyOf<S>) => T | PromiseLike<T>,
     data: Buffer | Buffer[] = this.driver.encode(spec),
   ): Promise<T> {
+    if (commandChannel.hasSubscribers) return this.sendTraced(node, command, spec, finish, data);
     return new Promise<T>((resolve, reject) => {
       const request = new Request<KindOf<S['op']>>(
         command,
@@ -52,6 +61,48 @@ export class Dispatcher {
       );
       // AnyRequest is the union of Request's instantiations, which a generic K cannot name.
       this.cluster.dispatch(node, request as unknown as AnyRequest);
+    });
+  }
+
+  /**
+   * {@link send}, published on `memcached:command` (someone listens): one trace per request. It
+   * succeeds when the server answered; reading the reply (`finish`: decoding a value, say) is
+   * the call's business, after the command.
+   */
+  private sendTraced<S extends CommandSpec, T>(
+    node: ServerNode,
+    command: string,
+    spec: S,
+    finish: (reply: ReplyOf<S>) => T | PromiseLike<T>,
+    data: Buffer | Buffer[],
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const settle = (reply: ReplyOf<S>): void => {
+        try {
+          resolve(finish(reply));
+        } catch (err) {
+          reject(err);
+        }
+      };
+      const request = new Request<KindOf<S['op']>>(
+        command,
+        spec,
+        data,
+        (reply) => {
+          const hits = request.kind === 'retrieve' ? (reply as RetrievedItem[]).length : undefined;
+          traceSucceeded(trace, hits, settle, reply as ReplyOf<S>);
+        },
+        (error) => traceFailed(trace, error, reject),
+      );
+      const trace = commandContext(
+        request.op,
+        command,
+        request.keys,
+        request.noreply,
+        node.config,
+        this.driver.protocol,
+      );
+      traceStart(trace, () => this.cluster.dispatch(node, request as unknown as AnyRequest));
     });
   }
 

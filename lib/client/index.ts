@@ -13,6 +13,13 @@ export type {
 } from './memcached-client.js';
 export type { CommandContext, Interceptor } from './interceptors.js';
 export type {
+  MemcachedCacheEvent,
+  MemcachedCacheOutcome,
+  MemcachedCommandContext,
+  MemcachedServerEvent,
+  ServerPoolStats,
+} from '../observability/index.js';
+export type {
   FailoverOptions,
   HashingScheme,
   MemcachedOptionName,

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Cluster, type ServerNode } from '../cluster/cluster.js';
 import { MemcachedError, MemcachedValueError } from '../errors.js';
+import { serverPoolStats, type ServerPoolStats } from '../observability/pool-stats.js';
 import {
   DEFAULTS,
   redactOptions,
@@ -422,6 +423,17 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
    */
   ping(timeout?: number): Promise<Record<string, PingResult>> {
     return this.cluster.ping(timeout ?? this.options.timeout);
+  }
+
+  /**
+   * The pool and failover state of every server, keyed by server id: open connections, requests
+   * waiting for a reply, and whether (and since when) the client treats the server as dead. Read
+   * from memory: nothing is sent. For metrics and health checks.
+   */
+  poolStats(): Record<string, ServerPoolStats> {
+    const out: Record<string, ServerPoolStats> = {};
+    for (const node of this.cluster.all) out[node.id] = serverPoolStats(node);
+    return out;
   }
 
   /**

@@ -5,6 +5,7 @@ import {
   MemcachedConnectionError,
   MemcachedError,
 } from '../errors.js';
+import { publishServerDown, publishServerUp } from '../observability/events.js';
 import { Request, type AnyRequest, type RequestListener } from '../protocol/request.js';
 import { createDistributor, type Distributor, type HashingScheme } from './hashing/index.js';
 import { Pool } from './pool.js';
@@ -36,6 +37,8 @@ export class ServerNode {
   /** While dead: the time (performance clock, ms) of the next probe. */
   nextProbeAt = 0;
   dead = false;
+  /** While dead: when it was marked dead (epoch ms). */
+  deadSince: number | undefined = undefined;
   probing = false;
   lastError: MemcachedError | undefined;
 
@@ -272,20 +275,24 @@ export class Cluster implements RequestListener {
 
   private markDead(node: ServerNode, error: MemcachedError): void {
     node.dead = true;
+    node.deadSince = Date.now();
     node.nextProbeAt = now() + this.failover.deadTimeout;
     this.deadCount++;
     this.placement.clear();
     this.events.serverDown?.(node.id, error);
+    publishServerDown(node.id, error);
   }
 
   private markAlive(node: ServerNode): void {
     if (!node.dead) return;
     node.dead = false;
+    node.deadSince = undefined;
     node.failures = 0;
     node.lastError = undefined;
     this.deadCount--;
     this.placement.clear();
     this.events.serverUp?.(node.id);
+    publishServerUp(node.id);
   }
 
   /** Starts a `version` probe of every dead node whose time has come (no timers: driven by traffic). */

@@ -1,7 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
+import type { MemcachedClient } from '../client/memcached-client.js';
 import type { MemcachedService } from '../memcached.service.js';
+import type { ServerPoolStats } from '../observability/pool-stats.js';
 import { describeClient, getMemcachedToken } from '../memcached.utils.js';
 
 /** Options of {@link MemcachedHealthIndicator.pingCheck}. */
@@ -19,6 +21,13 @@ export interface MemcachedServerHealth {
   latencyMs?: number;
   /** Why the server is down. */
   error?: string;
+  /**
+   * The client marks the server dead (failover: its keys go to the other servers until a probe
+   * succeeds): reported `down` even when it answers the ping.
+   */
+  dead?: true;
+  /** With `dead`: since when (ISO 8601). */
+  deadSince?: string;
 }
 
 /** Extra data of the indicator result, beside `status`. */
@@ -27,6 +36,32 @@ export interface MemcachedHealthDetails {
   servers: Record<string, MemcachedServerHealth>;
   /** Set when not every server is up. */
   message?: string;
+}
+
+/** The client's pool and failover state, or nothing for a client without `poolStats`. */
+function poolStatsOf(service: MemcachedService): Partial<Record<string, ServerPoolStats>> {
+  const client = service.client as Partial<Pick<MemcachedClient, 'poolStats'>>;
+  return typeof client.poolStats === 'function' ? client.poolStats() : {};
+}
+
+/** A server the client marks dead: `down`, whatever the ping said. */
+function deadServer(
+  pool: ServerPoolStats,
+  latencyMs: number,
+  answered: boolean,
+): MemcachedServerHealth {
+  const since = pool.deadSince?.toISOString();
+  const last = pool.lastError === undefined ? '' : ` after: ${pool.lastError}`;
+  const ping = answered
+    ? '; it answers ping now and rejoins when its next probe succeeds'
+    : '; it does not answer ping';
+  return {
+    status: 'down',
+    latencyMs,
+    dead: true,
+    ...(since === undefined ? {} : { deadSince: since }),
+    error: `marked dead by the client${since === undefined ? '' : ` since ${since}`}${last}${ping}`,
+  };
 }
 
 /**
@@ -39,8 +74,11 @@ export interface MemcachedHealthDetails {
  *   per-server detail;
  * - none does → `down` (the check fails with 503).
  *
- * The result always carries `servers: { [serverId]: { status, latencyMs?, error? } }`. It never
- * throws, and it uses the client's own connections (no extra sockets per check).
+ * The result always carries `servers: { [serverId]: { status, latencyMs?, error?, dead?,
+ * deadSince? } }`. A server the client marks dead (failover) is `down` with `dead: true` and
+ * `deadSince` even when it answers the ping: the client sends it no calls until a probe brings
+ * it back. It never throws, and it uses the client's own connections (no extra sockets per
+ * check).
  *
  * ```ts
  * @Get('health') @HealthCheck()
@@ -79,11 +117,17 @@ export class MemcachedHealthIndicator {
           ? Math.ceil(options.timeout)
           : undefined;
       const results = await service.client.ping(timeout);
+      const pools = poolStatsOf(service);
       const servers: Record<string, MemcachedServerHealth> = {};
       let up = 0;
+      let deadAnswering = 0;
       for (const [id, result] of Object.entries(results)) {
         const latencyMs = Math.round(result.latencyMs * 10) / 10;
-        if (result.ok) {
+        const pool = pools[id];
+        if (pool?.dead === true) {
+          if (result.ok) deadAnswering++;
+          servers[id] = deadServer(pool, latencyMs, result.ok);
+        } else if (result.ok) {
           up++;
           servers[id] = { status: 'up', latencyMs };
         } else {
@@ -96,7 +140,10 @@ export class MemcachedHealthIndicator {
       }
       const total = Object.keys(servers).length;
       if (total > 0 && up === total) return session.up({ servers });
-      const message = `${total - up} of ${total} memcached servers do not answer`;
+      const message =
+        deadAnswering === 0
+          ? `${total - up} of ${total} memcached servers do not answer`
+          : `${total - up} of ${total} memcached servers are down (${deadAnswering} of them answer but the client marks them dead)`;
       if (up === 0) return session.down({ message, servers });
       const withDegraded = session as typeof session & { degraded?: unknown };
       if (typeof withDegraded.degraded === 'function') {

@@ -88,6 +88,7 @@ interface AppReport {
   route: Array<{ status: number; body: unknown }>;
   direct: unknown[];
   calls: { controller: number; service: number };
+  metrics: string[];
   healthCheck: {
     status: number;
     body: {
@@ -187,6 +188,18 @@ function checkCommon(r: AppReport, by: string): void {
   expect(pair.servers[live.serverId]!.status).toBe('up');
   expect(pair.servers[deadAddress]!.status).toBe('down');
   expect(r.healthCheck.body.details['memcached']!.status).toBe('up');
+  // nestjs-memcached/prometheus counted the cache-aside reads of the route and the service: 3
+  // misses (route:1, item:1, item:2); the other 6 reads were hits or joined a concurrent read.
+  const count = (outcome: string): number => {
+    const line = r.metrics.find((l) =>
+      l.startsWith(`memcached_cache_requests_total{outcome="${outcome}"} `),
+    );
+    return line === undefined ? 0 : Number(line.split(' ')[1]);
+  };
+  expect(count('miss')).toBe(3);
+  expect(count('hit') + count('coalesced')).toBe(6);
+  expect(count('coalesced')).toBeGreaterThanOrEqual(2);
+  expect(r.metrics).toHaveLength(count('hit') > 0 ? 3 : 2);
 }
 
 test('the tarball holds the CommonJS build, the ES module wrappers and their typings', async () => {
@@ -211,6 +224,14 @@ test('the tarball holds the CommonJS build, the ES module wrappers and their typ
     'package/dist/cjs/health/index.d.ts',
     'package/dist/cjs/keyv/index.js',
     'package/dist/cjs/keyv/index.d.ts',
+    'package/dist/esm/otel.mjs',
+    'package/dist/esm/otel.d.mts',
+    'package/dist/cjs/otel/index.js',
+    'package/dist/cjs/otel/index.d.ts',
+    'package/dist/esm/prometheus.mjs',
+    'package/dist/esm/prometheus.d.mts',
+    'package/dist/cjs/prometheus/index.js',
+    'package/dist/cjs/prometheus/index.d.ts',
     'package/README.md',
     'package/package.json',
   ]) {
@@ -222,7 +243,7 @@ test('the tarball holds the CommonJS build, the ES module wrappers and their typ
     list.filter((f) => !/^package\/dist\/(cjs|esm)\//.test(f) && !/^package\/[^/]+$/.test(f)),
   ).toEqual([]);
   expect(list.filter((f) => f.startsWith('package/dist/esm/')).sort()).toEqual(
-    ['client', 'health', 'index', 'keyv'].flatMap((name) => [
+    ['client', 'health', 'index', 'keyv', 'otel', 'prometheus'].flatMap((name) => [
       `package/dist/esm/${name}.d.mts`,
       `package/dist/esm/${name}.mjs`,
     ]),
@@ -233,6 +254,8 @@ test('the tarball holds the CommonJS build, the ES module wrappers and their typ
     ['client', 'client/index.js'],
     ['health', 'health/index.js'],
     ['keyv', 'keyv/index.js'],
+    ['otel', 'otel/index.js'],
+    ['prometheus', 'prometheus/index.js'],
   ]) {
     const text = await readFile(join(root, `dist/esm/${name}.mjs`), 'utf8');
     expect(text.match(/^import .*$/gm)).toEqual([`import cjs from '../cjs/${cjs}';`]);
@@ -255,6 +278,20 @@ test('the tarball holds the CommonJS build, the ES module wrappers and their typ
     'dist/cjs/health/memcached-health.module.js',
     'dist/cjs/health/memcached.health.js',
   ]);
+  // Only the otel and prometheus entry points load their optional peers.
+  for (const [peer, files] of [
+    ['@opentelemetry/api', ['dist/cjs/otel/instrument.js']],
+    ['prom-client', ['dist/cjs/prometheus/collect.js']],
+  ] as const) {
+    const importers: string[] = [];
+    for (const file of js) {
+      const text = await readFile(join(root, file), 'utf8');
+      if (text.includes(`require("${peer}")`) || text.includes(`from '${peer}'`)) {
+        importers.push(file);
+      }
+    }
+    expect([peer, importers.sort()]).toEqual([peer, files]);
+  }
 });
 
 test('ESM app on NestJS 12 and terminus 12 (import)', async () => {
@@ -400,6 +437,37 @@ describe.each([
       [],
     );
   }, 60_000);
+  test.each([
+    [
+      'nestjs-memcached/otel',
+      'otel',
+      '@opentelemetry/api',
+      ['INSTRUMENTATION_SCOPE', 'instrumentMemcached'],
+    ],
+    [
+      'nestjs-memcached/prometheus',
+      'prometheus',
+      'prom-client',
+      ['MEMCACHED_METRIC_NAMES', 'collectMemcachedMetrics'],
+    ],
+  ])(
+    '%s loads its peer and nothing of Nest',
+    async (specifier, name, peer, exports) => {
+      const r = await probe(app, mode, specifier);
+      expect(r.resolved).toMatch(
+        mode === 'import'
+          ? new RegExp(`/node_modules/nestjs-memcached/dist/esm/${name}\\.mjs$`)
+          : new RegExp(`/node_modules/nestjs-memcached/dist/cjs/${name}/index\\.js$`),
+      );
+      expect(r.exports).toEqual(exports);
+      expect(
+        r.loaded.some((file) => file.endsWith(`nestjs-memcached/dist/cjs/${name}/index.js`)),
+      ).toBe(true);
+      expect(r.loaded.some((file) => file.includes(`/node_modules/${peer}/`))).toBe(true);
+      expect(nestModules(r.loaded)).toEqual([]);
+    },
+    60_000,
+  );
 
   test('the check sees Nest being loaded by the main entry point', async () => {
     const r = await probe(app, mode, 'nestjs-memcached');
@@ -443,6 +511,8 @@ test('import and require in one process get the same classes, errors and class t
     'nestjs-memcached/client': [],
     'nestjs-memcached/health': [],
     'nestjs-memcached/keyv': [],
+    'nestjs-memcached/otel': [],
+    'nestjs-memcached/prometheus': [],
   });
   for (const names of Object.values(r.exportNames)) {
     expect(names.import.length).toBeGreaterThan(0);
@@ -489,6 +559,14 @@ test('import and require in one process get the same classes, errors and class t
     'nestjs-memcached/keyv': {
       import: expect.stringMatching(/\/dist\/esm\/keyv\.mjs$/),
       require: expect.stringMatching(/\/dist\/cjs\/keyv\/index\.js$/),
+    },
+    'nestjs-memcached/otel': {
+      import: expect.stringMatching(/\/dist\/esm\/otel\.mjs$/),
+      require: expect.stringMatching(/\/dist\/cjs\/otel\/index\.js$/),
+    },
+    'nestjs-memcached/prometheus': {
+      import: expect.stringMatching(/\/dist\/esm\/prometheus\.mjs$/),
+      require: expect.stringMatching(/\/dist\/cjs\/prometheus\/index\.js$/),
     },
   });
 }, 90_000);

@@ -14,6 +14,8 @@ const specifiers = [
   'nestjs-memcached/client',
   'nestjs-memcached/health',
   'nestjs-memcached/keyv',
+  'nestjs-memcached/otel',
+  'nestjs-memcached/prometheus',
 ];
 const imported = {};
 const required = {};

@@ -181,6 +181,57 @@ describe('sample app', () => {
     expect(await storedOn(counters, stored!)).toBe(false);
   });
 
+  test('/metrics serves the Prometheus text of both clients', async () => {
+    await request(url).get('/products').expect(200);
+    await request(url).get('/products/2').expect(200);
+    const reply = await request(url).get('/metrics').expect(200);
+    expect(reply.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = reply.text;
+    const value = (line: string): number => {
+      const found = text.split('\n').find((l) => l.startsWith(`${line} `));
+      return found === undefined ? NaN : Number(found.slice(line.length + 1));
+    };
+    const cacheServers = [cacheA.serverId, cacheB.serverId];
+    const gets = cacheServers.map((server) =>
+      value(`memcached_commands_total{command="get",server="${server}",outcome="ok"}`),
+    );
+    expect(gets.filter((n) => n > 0).length).toBeGreaterThan(0);
+    expect(
+      value(`memcached_commands_total{command="incr",server="${counters.serverId}",outcome="ok"}`),
+    ).toBeGreaterThan(0);
+    expect(value('memcached_cache_requests_total{outcome="hit"}')).toBeGreaterThan(0);
+    expect(value('memcached_cache_requests_total{outcome="miss"}')).toBeGreaterThan(0);
+    for (const server of [...cacheServers, counters.serverId]) {
+      expect(value(`memcached_servers_up{server="${server}"}`)).toBe(1);
+      expect(value(`memcached_pool_connections{server="${server}"}`)).toBeGreaterThan(0);
+    }
+    expect(text).toContain('# TYPE memcached_command_duration_seconds histogram');
+    expect(text).not.toContain('catalog:');
+  });
+
+  test('OTEL=console prints a span per memcached command', async () => {
+    const printed: unknown[] = [];
+    const dir = console.dir;
+    console.dir = (item: unknown) => void printed.push(item);
+    const { setupTracing } = await import('../../sample/tracing.js');
+    const stop = setupTracing({ OTEL: 'console' });
+    try {
+      await request(url).get('/products/3').expect(200);
+    } finally {
+      await stop();
+      console.dir = dir;
+    }
+    const spans = printed as Array<{ name: string; attributes: Record<string, unknown> }>;
+    expect(spans.length).toBeGreaterThan(0);
+    expect(spans.map((s) => s.name)).toContain('get');
+    expect(spans.find((s) => s.name === 'get')!.attributes).toMatchObject({
+      'db.system.name': 'memcached',
+      'db.operation.name': 'get',
+      'server.address': '127.0.0.1',
+    });
+    expect(setupTracing({})).toBeInstanceOf(Function); // off without OTEL=console
+  });
+
   test('/health is 200 ok when every server is up', async () => {
     const reply = await request(url).get('/health').expect(200);
     const body = reply.body as HealthBody;

@@ -74,6 +74,20 @@ describe('bench: pure parts', () => {
         all,
       ),
     ).not.toContain('ours-nobatch');
+    // The tracing variants only with 100-byte values.
+    const tracing = ['ours', 'ours-traced', 'ours-otel'] as const;
+    expect(
+      clientsFor(
+        WORKLOADS.find((w) => w.id === 'getMany100-100B-c8')!,
+        tracing,
+      ),
+    ).toEqual(tracing);
+    expect(
+      clientsFor(
+        WORKLOADS.find((w) => w.id === 'get-10KB-c64')!,
+        tracing,
+      ),
+    ).toEqual(['ours']);
   });
 });
 

@@ -163,6 +163,7 @@ const CLIENT_METHODS = {
   stats: true,
   version: true,
   ping: true,
+  poolStats: true,
   serverFor: true,
   close: true,
 } as const satisfies Record<keyof ClientMethods, true>;

@@ -9,6 +9,9 @@ import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminu
 import { Cacheable, MemcachedModule, MemcachedService } from 'nestjs-memcached';
 import { MemcachedHealthIndicator } from 'nestjs-memcached/health';
 import { MemcachedClient, MemcachedKeyError } from 'nestjs-memcached/client';
+import { instrumentMemcached } from 'nestjs-memcached/otel';
+import { collectMemcachedMetrics } from 'nestjs-memcached/prometheus';
+import { Registry } from 'prom-client';
 
 @Injectable()
 class ItemsService {
@@ -74,6 +77,10 @@ async function main(): Promise<void> {
   const app = await NestFactory.create(AppModule, { logger: ['error'] });
   await app.listen(0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as { port: number };
+  // Metrics of the default client, and the OpenTelemetry bridge on the global (no-op) providers.
+  const register = new Registry();
+  const stopMetrics = collectMemcachedMetrics({ register, clients: [app.get(MemcachedService)] });
+  const stopTracing = instrumentMemcached();
   const get = async (path: string): Promise<{ status: number; body: unknown }> => {
     const response = await fetch(`http://127.0.0.1:${port}${path}`);
     return { status: response.status, body: await response.json() };
@@ -85,6 +92,11 @@ async function main(): Promise<void> {
   const items = app.get(ItemsService);
   const direct = await Promise.all([items.find('2'), items.find('2'), items.find('2')]);
   const health = await get('/health');
+  const metrics = (await register.metrics())
+    .split('\n')
+    .filter((line) => line.startsWith('memcached_cache_requests_total{'));
+  stopTracing();
+  stopMetrics();
   const report = {
     entry: require.resolve('nestjs-memcached'),
     health: require.resolve('nestjs-memcached/health'),
@@ -99,6 +111,7 @@ async function main(): Promise<void> {
     direct,
     calls: { controller: app.get(ItemsController).calls, service: items.calls },
     healthCheck: health,
+    metrics,
   };
   await app.close();
   console.log(`REPORT ${JSON.stringify(report)}`);
