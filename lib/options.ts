@@ -7,6 +7,10 @@ import { normalizeCompressionOptions, type CompressionOptions } from './serde/co
 
 export type HashingScheme = 'ketama' | 'rendezvous' | 'modula';
 
+/** Wire protocols (the `protocol` option). */
+export const PROTOCOL_NAMES = ['text', 'binary'] as const;
+export type Protocol = (typeof PROTOCOL_NAMES)[number];
+
 /** Commands a retry policy may repeat (the names `retry.unsafeCommands` accepts). */
 export const RETRYABLE_COMMANDS = [
   'get',
@@ -81,9 +85,13 @@ export interface MemcachedOptions {
   serde?: Serde;
   compression?: CompressionOptions | false;
   tls?: boolean | tls.ConnectionOptions;
-  /** SASL-less memcached auth (`-Y` auth file); `false` or absent: no auth. */
+  /**
+   * Credentials: ASCII auth (`-Y` auth file) on `'text'`, SASL PLAIN (memcached `-S`) on
+   * `'binary'`; `false` or absent: no auth.
+   */
   auth?: { username: string; password: string } | false;
-  protocol?: 'text';
+  /** The wire protocol: `'text'` (default) or `'binary'` (memcached's binary protocol, SASL). */
+  protocol?: Protocol;
   /** Largest value (after serialization and compression) accepted, in bytes. */
   maxValueSize?: number;
   /** TTL in seconds applied when a call gives none. */
@@ -120,7 +128,7 @@ export interface ResolvedOptions {
   compression: Required<CompressionOptions> | undefined;
   tls: tls.ConnectionOptions | undefined;
   auth: { username: string; password: string } | undefined;
-  protocol: 'text';
+  protocol: Protocol;
   maxValueSize: number;
   defaultTtl: number;
   keepAlive: boolean;
@@ -227,10 +235,10 @@ export function resolveOptions(
     );
   }
   const protocol = input.protocol ?? 'text';
-  if (protocol !== 'text') {
+  if (!(PROTOCOL_NAMES as readonly unknown[]).includes(protocol)) {
     throw new MemcachedOptionsError(
       'protocol',
-      `only 'text' is supported, got ${JSON.stringify(protocol)}`,
+      `must be one of ${PROTOCOL_NAMES.map((p) => `'${p}'`).join(', ')}, got ${show(protocol)}`,
     );
   }
   const serde = input.serde ?? defaultSerde;
