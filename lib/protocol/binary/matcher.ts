@@ -258,7 +258,9 @@ export class BinaryReplyMatcher implements ResponseSink {
   private stat(r: Request<'stats'>, h: ResponseHeader, key: Buffer, value: Buffer): void {
     if (h.status !== Status.ok) {
       this.host.shift();
-      r.fail(errorFromStatus(h.status, value.toString('latin1'), r.command, this.host.server));
+      // An unknown stats group is "not found" here and `ERROR` (unknown command) on text.
+      const status = h.status === Status.keyNotFound ? Status.unknownCommand : h.status;
+      r.fail(errorFromStatus(status, value.toString('latin1'), r.command, this.host.server));
       return;
     }
     if (key.length === 0) {

@@ -115,6 +115,8 @@ export class BinaryResponseParser {
       switch (this.state) {
         case State.header: {
           const filled = this.headFilled;
+          // The magic is checked on the first byte: a text reply need not fill a header.
+          if (filled === 0 && chunk[off] !== MAGIC_RESPONSE) this.badMagic(chunk[off]!);
           if (filled === 0 && len - off >= HEADER_LENGTH) {
             this.readHeader(chunk, off);
             off += HEADER_LENGTH;
@@ -151,11 +153,6 @@ export class BinaryResponseParser {
 
   private readHeader(buf: Buffer, off: number): void {
     const h = this.header;
-    if (buf[off] !== MAGIC_RESPONSE) {
-      throw new MemcachedProtocolError(
-        `reply does not start with the binary response magic 0x81 (got 0x${buf[off]!.toString(16).padStart(2, '0')}): not a memcached binary reply`,
-      );
-    }
     h.opcode = buf[off + 1]!;
     h.keyLength = buf.readUInt16BE(off + 2);
     h.extrasLength = buf[off + 4]!;
@@ -194,6 +191,12 @@ export class BinaryResponseParser {
     this.bodyFilled = 0;
     if (this.body.length === 0) this.bodyDone();
     else this.state = State.body;
+  }
+
+  private badMagic(byte: number): never {
+    throw new MemcachedProtocolError(
+      `reply does not start with the binary response magic 0x81 (got 0x${byte.toString(16).padStart(2, '0')}): not a memcached binary reply (is this a text-only server or proxy?)`,
+    );
   }
 
   private bodyDone(): void {
