@@ -10,6 +10,7 @@ export type {
   PingResult,
   SetManyEntries,
   StorageOptions,
+  UpdateOptions,
 } from './memcached-client.js';
 export type { CommandContext, Interceptor } from './interceptors.js';
 export type {
@@ -38,6 +39,7 @@ export {
   MemcachedAuthError,
   MemcachedBackpressureError,
   MemcachedClientError,
+  MemcachedConflictError,
   MemcachedConnectionError,
   MemcachedError,
   MemcachedKeyError,

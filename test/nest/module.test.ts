@@ -164,6 +164,9 @@ const CLIENT_METHODS = {
   version: true,
   ping: true,
   serverFor: true,
+  update: true,
+  setServers: true,
+  resetDeadServers: true,
   close: true,
 } as const satisfies Record<keyof ClientMethods, true>;
 export type NoExtraMethods = Assert<
