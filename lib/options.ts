@@ -109,6 +109,11 @@ export interface MemcachedOptions {
    * queueing while a server stalls. A number sets `total`.
    */
   maxPending?: number | { total?: number; perConnection?: number };
+  /**
+   * The string that decides a key's server instead of the key (without prefix): related keys
+   * share a server when it maps them to the same string (`k => k.split(':')[1]`).
+   */
+  routeBy?: (key: string) => string;
 }
 
 /** Options with every default applied and validated. */
@@ -134,6 +139,7 @@ export interface ResolvedOptions {
   keepAlive: boolean;
   autoBatch: boolean;
   maxPending: { total: number; perConnection: number };
+  routeBy: ((key: string) => string) | undefined;
 }
 
 export const DEFAULTS = {
@@ -173,6 +179,7 @@ export const MEMCACHED_OPTION_NAMES = [
   'keepAlive',
   'autoBatch',
   'maxPending',
+  'routeBy',
 ] as const satisfies readonly (keyof MemcachedOptions)[];
 
 /** The name of an option of {@link MemcachedOptions}. */
@@ -285,6 +292,7 @@ export function resolveOptions(
     keepAlive: boolean(input.keepAlive, 'keepAlive', true),
     autoBatch: boolean(input.autoBatch, 'autoBatch', true),
     maxPending: resolveMaxPending(input.maxPending),
+    routeBy: resolveRouteBy(input.routeBy),
   };
 }
 
@@ -483,6 +491,17 @@ function resolveMaxPending(input: MemcachedOptions['maxPending']): ResolvedOptio
     10_000_000,
   );
   return { total, perConnection };
+}
+
+function resolveRouteBy(input: unknown): ResolvedOptions['routeBy'] {
+  if (input === undefined) return undefined;
+  if (typeof input !== 'function') {
+    throw new MemcachedOptionsError(
+      'routeBy',
+      `must be a function (key) => string, got ${input === null ? 'null' : typeof input}`,
+    );
+  }
+  return input as (key: string) => string;
 }
 
 /** What {@link redactOptions} puts in place of a secret. */
