@@ -12,11 +12,7 @@ import {
   MemcachedProtocolError,
   MemcachedServerError,
 } from '../../lib/index.js';
-import {
-  startMemcached,
-  stopAllMemcached,
-  type MemcachedProcess,
-} from '../harness/memcached.js';
+import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../harness/memcached.js';
 import { PROTOCOLS } from '../harness/protocols.js';
 
 afterAll(stopAllMemcached);
