@@ -31,6 +31,7 @@ export {
   FLAG_INTEGER,
   FLAG_JSON,
   FLAG_LONG,
+  FLAG_LZ4,
   FLAG_TEXT,
 } from '../serde/serde.js';
 export { DefaultSerde, defaultSerde } from '../serde/default-serde.js';

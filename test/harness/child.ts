@@ -52,15 +52,19 @@ export interface ChildResult {
   stderr: string;
 }
 
-/** Runs `node --unhandled-rejections=strict script ...args` from the repository root. */
-export function runChild(script: string, args: readonly string[]): Promise<ChildResult> {
+/** Runs `node --unhandled-rejections=strict script ...args` (from the repository root by default). */
+export function runChild(
+  script: string,
+  args: readonly string[],
+  cwd: string = root,
+): Promise<ChildResult> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env['NODE_OPTIONS']; // jest's --experimental-vm-modules
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['--unhandled-rejections=strict', script, ...args],
-      { cwd: root, env, timeout: 30_000 },
+      { cwd, env, timeout: 30_000 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
         resolve({ code, stdout, stderr });
