@@ -17,6 +17,7 @@ import { MemcachedClient, type MemcachedOptions } from '../lib/index.js';
  */
 export const CLIENT_NAMES = [
   'ours',
+  'ours-binary',
   'ours-baseline',
   'ours-nobatch',
   'memjs',
@@ -48,8 +49,8 @@ export interface Driver {
 export interface DriverOptions {
   host: string;
   port: number;
-  /** Compress values on set (where the client can). */
-  compression: boolean;
+  /** Compress values on set with this algorithm (where the client can), or not at all. */
+  compression: false | 'zlib' | 'lz4';
   /** Per-call timeout, ms. */
   timeoutMs: number;
   /** Largest value accepted, bytes. */
@@ -84,6 +85,8 @@ export function createDriver(name: DriverName, o: DriverOptions): Driver {
   switch (name) {
     case 'ours':
       return oursDriver(o, true);
+    case 'ours-binary':
+      return oursDriver(o, true, MemcachedClient, name, undefined, 'binary');
     case 'ours-baseline':
       if (baseline === undefined) {
         throw new Error(
@@ -106,18 +109,26 @@ function oursDriver(
   o: DriverOptions,
   autoBatch: boolean,
   Client: OursClass = MemcachedClient,
-  name: 'ours' | 'ours-baseline' | 'ours-nobatch' = autoBatch ? 'ours' : 'ours-nobatch',
+  name: 'ours' | 'ours-binary' | 'ours-baseline' | 'ours-nobatch' = autoBatch
+    ? 'ours'
+    : 'ours-nobatch',
   origin?: string,
+  protocol?: 'binary',
 ): Driver {
+  const algorithm = o.compression;
   const client = new Client({
     servers: [`${o.host}:${o.port}`],
     timeout: o.timeoutMs,
     maxValueSize: o.maxValueSize,
+    ...(protocol === undefined ? {} : { protocol }),
     ...(autoBatch ? {} : { autoBatch: false }),
-    ...(o.compression ? { compression: { threshold: COMPRESSION_THRESHOLD } } : {}),
+    ...(algorithm === 'zlib' ? { compression: { threshold: COMPRESSION_THRESHOLD } } : {}),
+    ...(algorithm === 'lz4'
+      ? { compression: { threshold: COMPRESSION_THRESHOLD, algorithm: 'lz4' as const } }
+      : {}),
   });
   const resolved = client.options as unknown as Record<string, unknown>;
-  const shown = ['poolSize', 'timeout', 'autoBatch', 'maxPending']
+  const shown = ['protocol', 'poolSize', 'timeout', 'autoBatch', 'maxPending']
     .filter((k) => resolved[k] !== undefined)
     .map((k) => `${k}=${JSON.stringify(resolved[k])}`);
   return {
@@ -125,8 +136,11 @@ function oursDriver(
     notes: [
       ...(origin === undefined ? [] : [origin]),
       `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'} (${shown.join(', ')})`,
-      ...(o.compression
+      ...(algorithm === 'zlib'
         ? [`compression: { threshold: ${COMPRESSION_THRESHOLD} } (zlib level 6)`]
+        : []),
+      ...(algorithm === 'lz4'
+        ? [`compression: { threshold: ${COMPRESSION_THRESHOLD}, algorithm: 'lz4' } (lz4-napi)`]
         : []),
     ],
     async get(key) {
