@@ -166,6 +166,10 @@ export interface WorkloadResult {
     ours?: number;
     /** Ours with autoBatch off (concurrent get workloads only). */
     oursNoBatch?: number;
+    /** Ours with `protocol: 'binary'`. */
+    oursBinary?: number;
+    /** ours-binary ops/s ÷ memjs ops/s (both binary protocol). */
+    oursBinaryOverMemjs?: number;
     bestPeer?: { client: ClientName; opsPerSec: number };
     /** ours ops/s ÷ best peer ops/s. */
     oursOverBestPeer?: number;
@@ -490,7 +494,9 @@ async function prepare(
       notes: [
         'pre-encoded pipelined requests on one socket; replies counted, not decoded',
         ...(workload.op === 'setCompressed'
-          ? ['sends the zlib-compressed bytes (compressed once up front)']
+          ? [
+              `sends the ${workload.compression ?? 'zlib'}-compressed bytes (compressed once up front)`,
+            ]
           : []),
       ],
       run: (limit) =>
@@ -502,7 +508,7 @@ async function prepare(
     driver = createDriver(name, {
       host: server.host,
       port: server.port,
-      compression: workload.op === 'setCompressed',
+      compression: workload.op === 'setCompressed' ? (workload.compression ?? 'zlib') : false,
       timeoutMs: config.timeoutMs,
       maxValueSize: 2 * 1024 * 1024,
     });
@@ -542,6 +548,7 @@ function opRunner(
       break;
     case 'set':
     case 'setCompressed':
+    case 'setText':
       op = (i) => driver.set(keys[i % n]!, value);
       break;
     case 'getMany': {
@@ -633,6 +640,8 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
   const ok = results.filter((r) => r.error === undefined);
   const ours = ok.find((r) => r.client === 'ours')?.opsPerSec;
   const oursNoBatch = ok.find((r) => r.client === 'ours-nobatch')?.opsPerSec;
+  const oursBinary = ok.find((r) => r.client === 'ours-binary')?.opsPerSec;
+  const memjs = ok.find((r) => r.client === 'memjs')?.opsPerSec;
   const raw = ok.find((r) => r.client === 'raw')?.opsPerSec;
   const cpuOf = (client: ClientName): number | undefined =>
     ok.find((r) => r.client === client)?.cpuUsPerOp;
@@ -658,6 +667,10 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
   return {
     ...(ours === undefined ? {} : { ours }),
     ...(oursNoBatch === undefined ? {} : { oursNoBatch }),
+    ...(oursBinary === undefined ? {} : { oursBinary }),
+    ...(oursBinary !== undefined && memjs !== undefined && memjs > 0
+      ? { oursBinaryOverMemjs: oursBinary / memjs }
+      : {}),
     ...(best === undefined ? {} : { bestPeer: { client: best.client, opsPerSec: best.opsPerSec } }),
     ...(ours !== undefined && best !== undefined && best.opsPerSec > 0
       ? { oursOverBestPeer: ours / best.opsPerSec }

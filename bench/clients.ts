@@ -21,6 +21,7 @@ import { attachOtel, attachPlainSubscriber, type Attach } from './tracing.js';
  */
 export const CLIENT_NAMES = [
   'ours',
+  'ours-binary',
   'ours-baseline',
   'ours-nobatch',
   'ours-traced',
@@ -61,8 +62,8 @@ export interface Driver {
 export interface DriverOptions {
   host: string;
   port: number;
-  /** Compress values on set (where the client can). */
-  compression: boolean;
+  /** Compress values on set with this algorithm (where the client can), or not at all. */
+  compression: false | 'zlib' | 'lz4';
   /** Per-call timeout, ms. */
   timeoutMs: number;
   /** Largest value accepted, bytes. */
@@ -97,6 +98,8 @@ export function createDriver(name: DriverName, o: DriverOptions): Driver {
   switch (name) {
     case 'ours':
       return oursDriver(o, true);
+    case 'ours-binary':
+      return oursDriver(o, true, MemcachedClient, name, undefined, 'binary');
     case 'ours-baseline':
       if (baseline === undefined) {
         throw new Error(
@@ -131,20 +134,30 @@ function oursDriver(
   o: DriverOptions,
   autoBatch: boolean,
   Client: OursClass = MemcachedClient,
-  name: 'ours' | 'ours-baseline' | 'ours-nobatch' | 'ours-traced' | 'ours-otel' = autoBatch
-    ? 'ours'
-    : 'ours-nobatch',
+  name:
+    | 'ours'
+    | 'ours-binary'
+    | 'ours-baseline'
+    | 'ours-nobatch'
+    | 'ours-traced'
+    | 'ours-otel' = autoBatch ? 'ours' : 'ours-nobatch',
   origin?: string,
+  protocol?: 'binary',
 ): Driver {
+  const algorithm = o.compression;
   const client = new Client({
     servers: [`${o.host}:${o.port}`],
     timeout: o.timeoutMs,
     maxValueSize: o.maxValueSize,
+    ...(protocol === undefined ? {} : { protocol }),
     ...(autoBatch ? {} : { autoBatch: false }),
-    ...(o.compression ? { compression: { threshold: COMPRESSION_THRESHOLD } } : {}),
+    ...(algorithm === 'zlib' ? { compression: { threshold: COMPRESSION_THRESHOLD } } : {}),
+    ...(algorithm === 'lz4'
+      ? { compression: { threshold: COMPRESSION_THRESHOLD, algorithm: 'lz4' as const } }
+      : {}),
   });
   const resolved = client.options as unknown as Record<string, unknown>;
-  const shown = ['poolSize', 'timeout', 'autoBatch', 'maxPending']
+  const shown = ['protocol', 'poolSize', 'timeout', 'autoBatch', 'maxPending']
     .filter((k) => resolved[k] !== undefined)
     .map((k) => `${k}=${JSON.stringify(resolved[k])}`);
   return {
@@ -152,8 +165,11 @@ function oursDriver(
     notes: [
       ...(origin === undefined ? [] : [origin]),
       `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'} (${shown.join(', ')})`,
-      ...(o.compression
+      ...(algorithm === 'zlib'
         ? [`compression: { threshold: ${COMPRESSION_THRESHOLD} } (zlib level 6)`]
+        : []),
+      ...(algorithm === 'lz4'
+        ? [`compression: { threshold: ${COMPRESSION_THRESHOLD}, algorithm: 'lz4' } (lz4-napi)`]
         : []),
     ],
     async get(key) {

@@ -52,7 +52,7 @@ export function formatTable(results: BenchResults): string {
     });
   }
   lines.push('');
-  const h2 = `${pad('workload', 44)}${pad('ours ops/s', 12, true)}  ${pad('best peer', 28)}${pad('ours/best', 10, true)}${pad('raw ops/s', 12, true)}${pad('ours/raw', 10, true)}`;
+  const h2 = `${pad('workload', 44)}${pad('ours ops/s', 12, true)}  ${pad('best peer', 28)}${pad('ours/best', 10, true)}${pad('raw ops/s', 12, true)}${pad('ours/raw', 10, true)}${pad('binary/memjs', 14, true)}`;
   lines.push(h2);
   lines.push('-'.repeat(h2.length));
   for (const w of results.workloads) {
@@ -60,7 +60,7 @@ export function formatTable(results: BenchResults): string {
     const best =
       s.bestPeer === undefined ? '—' : `${s.bestPeer.client} ${int(s.bestPeer.opsPerSec)}`;
     lines.push(
-      `${pad(w.title, 44)}${pad(s.ours === undefined ? '—' : int(s.ours), 12, true)}  ${pad(best, 28)}${pad(ratio(s.oursOverBestPeer), 10, true)}${pad(s.raw === undefined ? '—' : int(s.raw), 12, true)}${pad(ratio(s.oursOverRaw), 10, true)}`,
+      `${pad(w.title, 44)}${pad(s.ours === undefined ? '—' : int(s.ours), 12, true)}  ${pad(best, 28)}${pad(ratio(s.oursOverBestPeer), 10, true)}${pad(s.raw === undefined ? '—' : int(s.raw), 12, true)}${pad(ratio(s.oursOverRaw), 10, true)}${pad(ratio(s.oursBinaryOverMemjs), 14, true)}`,
     );
   }
   const tracing = results.workloads.filter(
@@ -120,6 +120,7 @@ export function formatTable(results: BenchResults): string {
 
 export const CLIENT_COLORS: Record<ClientName, string> = {
   ours: '#e4572e',
+  'ours-binary': '#f28e2b',
   'ours-baseline': '#8c2d04',
   'ours-nobatch': '#f4a582',
   'ours-traced': '#fdae61',
@@ -132,6 +133,7 @@ export const CLIENT_COLORS: Record<ClientName, string> = {
 
 const CLIENT_LABELS: Record<ClientName, string> = {
   ours: 'nestjs-memcached (ours)',
+  'ours-binary': "ours, protocol: 'binary'",
   'ours-baseline': 'ours, baseline build (BENCH_BASELINE)',
   'ours-nobatch': 'ours, autoBatch off',
   'ours-traced': 'ours, TracingChannel subscriber',
@@ -302,6 +304,8 @@ function barPanel(
   if (s.oursOverBestPeer !== undefined)
     parts.push(`ours = ${s.oursOverBestPeer.toFixed(2)}× best peer`);
   if (s.oursOverRaw !== undefined) parts.push(`${Math.round(s.oursOverRaw * 100)}% of raw`);
+  if (s.oursBinaryOverMemjs !== undefined)
+    parts.push(`binary = ${s.oursBinaryOverMemjs.toFixed(2)}× memjs`);
   out.push(text(px + 10, py + ph - 12, parts.join(' · '), { size: 11, fill: '#333' }));
   return out.join('\n');
 }

@@ -1,9 +1,10 @@
 /** The workloads of a run and the keys and values they use. */
 import { deflateSync } from 'node:zlib';
+import { compressSync as lz4CompressSync } from 'lz4-napi';
 import type { ClientName } from './clients.js';
 import { prng } from '../test/harness/prng.js';
 
-export type Operation = 'get' | 'set' | 'getMany' | 'setCompressed';
+export type Operation = 'get' | 'set' | 'getMany' | 'setCompressed' | 'setText';
 
 export interface Workload {
   /** Stable id, e.g. `get-100B-c64` (use it in BENCH_WORKLOADS). */
@@ -23,6 +24,8 @@ export interface Workload {
   group: 'main' | 'linearity';
   /** Restrict to these clients (default: every selected client, see {@link clientsFor}). */
   clients?: readonly ClientName[];
+  /** `setCompressed`: the algorithm (default zlib, the one every peer that compresses has). */
+  compression?: 'zlib' | 'lz4';
 }
 
 /**
@@ -70,6 +73,28 @@ export const WORKLOADS: readonly Workload[] = [
     concurrency: 64,
     keyCount: 1000,
     group: 'main',
+  },
+  // The same text with lz4, and uncompressed: ours only (the peers have no lz4).
+  {
+    id: 'setCompressed-lz4-4KB-c64',
+    title: 'set 4 KB text, lz4, c64',
+    op: 'setCompressed',
+    compression: 'lz4',
+    valueSize: 4 * KB,
+    concurrency: 64,
+    keyCount: 1000,
+    group: 'main',
+    clients: ['ours', 'ours-binary', 'raw'],
+  },
+  {
+    id: 'setText-4KB-c64',
+    title: 'set 4 KB text, uncompressed, c64',
+    op: 'setText',
+    valueSize: 4 * KB,
+    concurrency: 64,
+    keyCount: 1000,
+    group: 'main',
+    clients: ['ours', 'ours-binary', 'raw'],
   },
   ...[64, 128, 256, 512].map((kb): Workload => ({
     id: `linear-get-${kb}KB-c1`,
@@ -129,7 +154,7 @@ export function compressibleValue(size: number, seed = 7): string {
 
 /** The value a workload stores / expects. */
 export function valueFor(workload: Workload): string {
-  return workload.op === 'setCompressed'
+  return workload.op === 'setCompressed' || workload.op === 'setText'
     ? compressibleValue(workload.valueSize)
     : randomValue(workload.valueSize);
 }
@@ -163,10 +188,17 @@ export function rawRequests(workload: Workload, keys: readonly string[], value: 
     case 'set':
       return keys.map((k) => rawSet(k, 0, Buffer.from(value)));
     case 'setCompressed': {
-      // The bytes our client puts on the wire: the zlib-compressed value with flag bit 8.
+      // The bytes our client puts on the wire: the zlib-compressed value with flag bit 8, or the
+      // lz4 one with flag bit 64.
+      if (workload.compression === 'lz4') {
+        const packed = lz4CompressSync(Buffer.from(value));
+        return keys.map((k) => rawSet(k, 16 | 64, packed));
+      }
       const packed = deflateSync(Buffer.from(value), { level: 6 });
       return keys.map((k) => rawSet(k, 16 | 8, packed));
     }
+    case 'setText':
+      return keys.map((k) => rawSet(k, 16, Buffer.from(value)));
   }
 }
 

@@ -86,3 +86,9 @@ export class MemcachedOptionsError extends MemcachedError {
 
 /** The server sent bytes that are not a valid reply to the pending request. */
 export class MemcachedProtocolError extends MemcachedError {}
+
+/**
+ * `update` gave up: the value changed between its read and its write on every attempt (other
+ * writers keep winning). Retry later, or raise `attempts`.
+ */
+export class MemcachedConflictError extends MemcachedError {}

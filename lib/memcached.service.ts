@@ -5,9 +5,11 @@ import {
   type PingResult,
   type SetManyEntries,
   type StorageOptions,
+  type UpdateOptions,
 } from './client/memcached-client.js';
 import { publishCacheOutcome } from './observability/events.js';
 import type { ServerPoolStats } from './observability/pool-stats.js';
+import type { ServerSpec } from './cluster/servers.js';
 import type { MemcachedOptions } from './options.js';
 import { DEFAULT_MEMCACHED_NAME } from './memcached.constants.js';
 import { CacheErrorReporter } from './utils/error-reporter.js';
@@ -120,6 +122,16 @@ export class MemcachedService implements OnApplicationShutdown {
   /** The id of the server `key` (without prefix) goes to now, taking dead servers into account. */
   serverFor(key: string): string {
     return this.client.serverFor(key);
+  }
+
+  /** Replaces the server list at run time; see {@link MemcachedClient.setServers}. */
+  setServers(servers: string | readonly ServerSpec[]): Promise<void> {
+    return this.client.setServers(servers);
+  }
+
+  /** Forgets every dead mark at once; see {@link MemcachedClient.resetDeadServers}. */
+  resetDeadServers(): void {
+    this.client.resetDeadServers();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -297,6 +309,16 @@ export class MemcachedService implements OnApplicationShutdown {
   cas(key: string, value: unknown, cas: string, opts?: StorageOptions): Promise<boolean> {
     this.invalidate(key);
     return this.client.cas(key, value, cas, opts);
+  }
+
+  /** Read-modify-write with cas, retried on conflict; see {@link MemcachedClient.update}. */
+  update<T>(
+    key: string,
+    fn: (current: T | undefined) => T | Promise<T>,
+    opts?: UpdateOptions,
+  ): Promise<T> {
+    this.invalidate(key);
+    return this.client.update<T>(key, fn, opts);
   }
 
   /** Stores many entries (pipelined per server); resolves to the keys that were NOT stored. */

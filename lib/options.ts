@@ -7,6 +7,10 @@ import { normalizeCompressionOptions, type CompressionOptions } from './serde/co
 
 export type HashingScheme = 'ketama' | 'rendezvous' | 'modula';
 
+/** Wire protocols (the `protocol` option). */
+export const PROTOCOL_NAMES = ['text', 'binary'] as const;
+export type Protocol = (typeof PROTOCOL_NAMES)[number];
+
 /** Commands a retry policy may repeat (the names `retry.unsafeCommands` accepts). */
 export const RETRYABLE_COMMANDS = [
   'get',
@@ -81,9 +85,13 @@ export interface MemcachedOptions {
   serde?: Serde;
   compression?: CompressionOptions | false;
   tls?: boolean | tls.ConnectionOptions;
-  /** SASL-less memcached auth (`-Y` auth file); `false` or absent: no auth. */
+  /**
+   * Credentials: ASCII auth (`-Y` auth file) on `'text'`, SASL PLAIN (memcached `-S`) on
+   * `'binary'`; `false` or absent: no auth.
+   */
   auth?: { username: string; password: string } | false;
-  protocol?: 'text';
+  /** The wire protocol: `'text'` (default) or `'binary'` (memcached's binary protocol, SASL). */
+  protocol?: Protocol;
   /** Largest value (after serialization and compression) accepted, in bytes. */
   maxValueSize?: number;
   /** TTL in seconds applied when a call gives none. */
@@ -101,6 +109,11 @@ export interface MemcachedOptions {
    * queueing while a server stalls. A number sets `total`.
    */
   maxPending?: number | { total?: number; perConnection?: number };
+  /**
+   * The string that decides a key's server instead of the key (without prefix): related keys
+   * share a server when it maps them to the same string (`k => k.split(':')[1]`).
+   */
+  routeBy?: (key: string) => string;
 }
 
 /** Options with every default applied and validated. */
@@ -120,12 +133,13 @@ export interface ResolvedOptions {
   compression: Required<CompressionOptions> | undefined;
   tls: tls.ConnectionOptions | undefined;
   auth: { username: string; password: string } | undefined;
-  protocol: 'text';
+  protocol: Protocol;
   maxValueSize: number;
   defaultTtl: number;
   keepAlive: boolean;
   autoBatch: boolean;
   maxPending: { total: number; perConnection: number };
+  routeBy: ((key: string) => string) | undefined;
 }
 
 export const DEFAULTS = {
@@ -165,6 +179,7 @@ export const MEMCACHED_OPTION_NAMES = [
   'keepAlive',
   'autoBatch',
   'maxPending',
+  'routeBy',
 ] as const satisfies readonly (keyof MemcachedOptions)[];
 
 /** The name of an option of {@link MemcachedOptions}. */
@@ -227,10 +242,10 @@ export function resolveOptions(
     );
   }
   const protocol = input.protocol ?? 'text';
-  if (protocol !== 'text') {
+  if (!(PROTOCOL_NAMES as readonly unknown[]).includes(protocol)) {
     throw new MemcachedOptionsError(
       'protocol',
-      `only 'text' is supported, got ${JSON.stringify(protocol)}`,
+      `must be one of ${PROTOCOL_NAMES.map((p) => `'${p}'`).join(', ')}, got ${show(protocol)}`,
     );
   }
   const serde = input.serde ?? defaultSerde;
@@ -277,6 +292,7 @@ export function resolveOptions(
     keepAlive: boolean(input.keepAlive, 'keepAlive', true),
     autoBatch: boolean(input.autoBatch, 'autoBatch', true),
     maxPending: resolveMaxPending(input.maxPending),
+    routeBy: resolveRouteBy(input.routeBy),
   };
 }
 
@@ -475,6 +491,17 @@ function resolveMaxPending(input: MemcachedOptions['maxPending']): ResolvedOptio
     10_000_000,
   );
   return { total, perConnection };
+}
+
+function resolveRouteBy(input: unknown): ResolvedOptions['routeBy'] {
+  if (input === undefined) return undefined;
+  if (typeof input !== 'function') {
+    throw new MemcachedOptionsError(
+      'routeBy',
+      `must be a function (key) => string, got ${input === null ? 'null' : typeof input}`,
+    );
+  }
+  return input as (key: string) => string;
 }
 
 /** What {@link redactOptions} puts in place of a secret. */

@@ -5,7 +5,10 @@
 //   node scripts/require-memcached.mjs            exit 0 silently, or print one line and exit 1
 //   node scripts/require-memcached.mjs --install  install it with apt-get when missing and allowed
 //                                                 (root + apt-get); same with MEMCACHED_AUTO_INSTALL=1;
-//                                                 elsewhere print the one-line fix and exit 1
+//                                                 elsewhere print the one-line fix and exit 1. Also
+//                                                 installs, where allowed, what some tests use:
+//                                                 sasl2-bin (saslpasswd2, the SASL tests) and
+//                                                 python3-lz4 (the lz4 tests read values from Python)
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -46,21 +49,37 @@ function run(command, args, env) {
   return result.status === 0;
 }
 
-function tryInstall() {
+function tryInstall(packages) {
   const isRoot = process.getuid?.() === 0;
   const aptGet = findOnPath('apt-get', ['/usr/bin']);
   // Only where it is allowed: as root with apt-get. Elsewhere the one-line fix is printed.
   if (!isRoot || !aptGet) return false;
-  console.error('memcached is missing: installing it with apt-get...');
+  console.error(`${packages.join(', ')} missing: installing with apt-get...`);
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  return run(aptGet, ['update'], env) && run(aptGet, ['install', '-y', 'memcached'], env);
+  return run(aptGet, ['update'], env) && run(aptGet, ['install', '-y', ...packages], env);
 }
 
-if (findMemcached()) process.exit(0);
+/** Test helpers beyond memcached: installed where allowed, otherwise their tests say what is missing. */
+function missingExtras() {
+  const out = [];
+  if (!findOnPath('saslpasswd2', ['/usr/sbin', '/usr/bin'])) out.push('sasl2-bin');
+  const python = spawnSync('/usr/bin/python3', ['-c', 'import lz4.block'], { stdio: 'ignore' });
+  if (python.status !== 0) out.push('python3-lz4');
+  return out;
+}
 
 const wantsInstall =
   process.argv.slice(2).includes('--install') || process.env.MEMCACHED_AUTO_INSTALL === '1';
-if (wantsInstall && tryInstall() && findMemcached()) process.exit(0);
+
+if (findMemcached()) {
+  const extras = wantsInstall ? missingExtras() : [];
+  if (extras.length > 0) tryInstall(extras);
+  process.exit(0);
+}
+
+if (wantsInstall && tryInstall(['memcached', ...missingExtras()]) && findMemcached()) {
+  process.exit(0);
+}
 
 console.error(MISSING);
 process.exit(1);

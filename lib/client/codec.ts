@@ -1,7 +1,8 @@
 import { MemcachedError, MemcachedSerdeError, MemcachedValueError } from '../errors.js';
 import type { RetrievedItem } from '../protocol/request.js';
 import { compress, decompress, type CompressionOptions } from '../serde/compression.js';
-import { FLAG_COMPRESSED, type Serde } from '../serde/serde.js';
+import { lz4Decompress } from '../serde/lz4.js';
+import { FLAG_COMPRESSED, FLAG_LZ4, type Serde } from '../serde/serde.js';
 
 /** A value as stored: bytes and flags. */
 export interface Encoded {
@@ -46,13 +47,9 @@ export class ValueCodec {
     const compression = this.compression;
     if (compression !== undefined && data.length >= compression.threshold) {
       const packed = compress(data, compression);
+      const bit = compression.algorithm === 'lz4' ? FLAG_LZ4 : FLAG_COMPRESSED;
       const finish = (result: Buffer | undefined): Encoded =>
-        this.sized(
-          command,
-          key,
-          result ?? data,
-          result === undefined ? flags! : flags! | FLAG_COMPRESSED,
-        );
+        this.sized(command, key, result ?? data, result === undefined ? flags! : flags! | bit);
       return packed instanceof Promise ? packed.then(finish) : finish(packed);
     }
     return this.sized(command, key, data, flags!);
@@ -85,9 +82,20 @@ export class ValueCodec {
       );
     }
     const flags = item.flags;
-    if ((flags & FLAG_COMPRESSED) !== 0) {
-      const inflated = decompress(key, item.data, Math.max(MAX_DECOMPRESSED, this.maxValueSize));
-      const rest = flags & ~FLAG_COMPRESSED;
+    const packed = flags & (FLAG_COMPRESSED | FLAG_LZ4);
+    if (packed !== 0) {
+      if (packed !== FLAG_COMPRESSED && packed !== FLAG_LZ4) {
+        throw new MemcachedSerdeError(
+          `could not read the value of "${key}": flags ${flags} mark it both zlib- (8) and lz4-compressed (64)`,
+          { command },
+        );
+      }
+      const limit = Math.max(MAX_DECOMPRESSED, this.maxValueSize);
+      const inflated =
+        packed === FLAG_LZ4
+          ? lz4Decompress(key, item.data, limit)
+          : decompress(key, item.data, limit);
+      const rest = flags & ~packed;
       return inflated instanceof Promise
         ? inflated.then((data) => this.deserialize(key, data, rest, flags))
         : this.deserialize(key, inflated, rest, flags);

@@ -10,6 +10,7 @@ export type {
   PingResult,
   SetManyEntries,
   StorageOptions,
+  UpdateOptions,
 } from './memcached-client.js';
 export type { CommandContext, Interceptor } from './interceptors.js';
 export type {
@@ -37,6 +38,7 @@ export {
   FLAG_INTEGER,
   FLAG_JSON,
   FLAG_LONG,
+  FLAG_LZ4,
   FLAG_TEXT,
 } from '../serde/serde.js';
 export { DefaultSerde, defaultSerde } from '../serde/default-serde.js';
@@ -45,6 +47,7 @@ export {
   MemcachedAuthError,
   MemcachedBackpressureError,
   MemcachedClientError,
+  MemcachedConflictError,
   MemcachedConnectionError,
   MemcachedError,
   MemcachedKeyError,

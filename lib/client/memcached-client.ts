@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Cluster, type ServerNode } from '../cluster/cluster.js';
-import { MemcachedError, MemcachedValueError } from '../errors.js';
+import { MemcachedConflictError, MemcachedError, MemcachedValueError } from '../errors.js';
 import { serverPoolStats, type ServerPoolStats } from '../observability/pool-stats.js';
 import {
   DEFAULTS,
@@ -9,8 +9,10 @@ import {
   type MemcachedOptions,
   type ResolvedOptions,
 } from '../options.js';
+import type { ServerSpec } from '../cluster/servers.js';
 import type { ProtocolDriver } from '../protocol/driver.js';
 import type { RetrievedItem, StoreOp, StoreStatus } from '../protocol/request.js';
+import { binaryDriver } from '../protocol/binary/driver.js';
 import { textDriver } from '../protocol/text/driver.js';
 import { GetBatcher } from './batcher.js';
 import { ValueCodec, type Encoded } from './codec.js';
@@ -40,6 +42,14 @@ export interface CasValue<T> {
   cas: string;
 }
 
+/** Options of {@link MemcachedClient.update}. */
+export interface UpdateOptions {
+  /** Read-modify-write rounds before giving up with MemcachedConflictError (default 10). */
+  attempts?: number;
+  /** TTL of the stored value, seconds, as for `set` (default: the client's defaultTtl). */
+  ttl?: number;
+}
+
 /** Entries for setMany: a plain object, a Map, or an iterable of `[key, value]` pairs. */
 export type SetManyEntries<T = unknown> =
   Readonly<Record<string, T>> | ReadonlyMap<string, T> | Iterable<readonly [string, T]>;
@@ -65,9 +75,11 @@ export interface MemcachedClientEvents {
 
 const DRIVERS: { readonly [P in ResolvedOptions['protocol']]: ProtocolDriver } = {
   text: textDriver,
+  binary: binaryDriver,
 };
 
 const isStored = (status: StoreStatus): boolean => status === 'stored';
+const DEFAULT_UPDATE_ATTEMPTS = 10;
 const identity = <T>(value: T): T => value;
 
 /**
@@ -118,6 +130,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         failover,
         maxPending: o.maxPending.total,
         timeout: o.timeout,
+        routeBy: o.routeBy,
         connection: {
           driver,
           connectTimeout: o.connectTimeout,
@@ -162,6 +175,26 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   serverFor(key: string): string {
     this.wire(key, 'serverFor');
     return this.cluster.nodeFor(key).id;
+  }
+
+  /**
+   * Replaces the server list at run time (the forms of the `servers` option). With `ketama` or
+   * `rendezvous` only the keys of removed or added servers move. Calls in flight settle
+   * normally; connections to removed servers close once their calls settled, and the promise
+   * resolves then. An empty or invalid list rejects with MemcachedOptionsError and changes
+   * nothing.
+   */
+  async setServers(servers: string | readonly ServerSpec[]): Promise<void> {
+    if (this.lifecycle.closed) throw this.lifecycle.closedError('setServers');
+    await this.cluster.setServers(servers);
+  }
+
+  /**
+   * Forgets every dead mark at once (python-memcached's `forget_dead_hosts`): dead servers take
+   * their keys back with the next call, without waiting for a probe.
+   */
+  resetDeadServers(): void {
+    this.cluster.resetDeadServers();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -312,6 +345,58 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       }
       return notStored;
     });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Read-modify-write
+
+  /**
+   * Replaces the value of `key` with `fn(current)` without lost updates: reads it with `gets`,
+   * stores `fn`'s result with `cas` (or `add` when the key is missing, `fn` then receives
+   * `undefined`), and when another writer got in between, starts over — after a short random
+   * pause — up to `attempts` times, then rejects with MemcachedConflictError. Resolves to the
+   * value stored. `fn` may be async and runs once per attempt; an error it throws rejects the
+   * call (nothing is stored).
+   */
+  async update<T>(
+    key: string,
+    fn: (current: T | undefined) => T | Promise<T>,
+    opts?: UpdateOptions,
+  ): Promise<T> {
+    if (this.lifecycle.closed) throw this.lifecycle.closedError('update');
+    // Everything is checked before the first read.
+    this.wire(key, 'update');
+    if (typeof fn !== 'function') {
+      throw new MemcachedValueError(
+        `update "${key}": fn must be a function (current value or undefined) => new value, got ${fn === null ? 'null' : typeof fn}`,
+        { command: 'update' },
+      );
+    }
+    const attempts = opts?.attempts ?? DEFAULT_UPDATE_ATTEMPTS;
+    if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 1000) {
+      throw new MemcachedValueError(
+        `update "${key}": attempts must be an integer from 1 to 1000, got ${String(attempts)}`,
+        { command: 'update' },
+      );
+    }
+    const ttl = this.ttlOf(opts, 'update', key);
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (attempt > 1) {
+        // Writers that collided spread out instead of colliding again in lock step.
+        await this.lifecycle.sleep(Math.random() * Math.min(20, 2 ** (attempt - 1)), 'update');
+      }
+      const current = await this.gets<T>(key);
+      const next = await fn(current?.value);
+      const stored =
+        current === undefined
+          ? await this.add(key, next, { ttl })
+          : await this.cas(key, next, current.cas, { ttl });
+      if (stored) return next;
+    }
+    throw new MemcachedConflictError(
+      `update "${key}": the value changed between read and write on each of ${attempts} attempts (other writers kept winning); try again later or raise attempts`,
+      { command: 'update' },
+    );
   }
 
   // ------------------------------------------------------------------------------------------

@@ -4,12 +4,14 @@ import {
   MemcachedBackpressureError,
   MemcachedConnectionError,
   MemcachedError,
+  MemcachedKeyError,
+  MemcachedOptionsError,
 } from '../errors.js';
 import { publishServerDown, publishServerUp } from '../observability/events.js';
 import { Request, type AnyRequest, type RequestListener } from '../protocol/request.js';
 import { createDistributor, type Distributor, type HashingScheme } from './hashing/index.js';
 import { Pool } from './pool.js';
-import type { ServerConfig } from './servers.js';
+import { resolveServers, type ServerConfig, type ServerSpec } from './servers.js';
 
 export interface FailoverSettings {
   /** Route a dead server's keys to the others (true) or fail its calls fast (false). */
@@ -40,11 +42,13 @@ export class ServerNode {
   /** While dead: when it was marked dead (epoch ms). */
   deadSince: number | undefined = undefined;
   probing = false;
+  /** Taken out of the server list by setServers: no call is sent to it any more. */
+  removed = false;
   lastError: MemcachedError | undefined;
 
   constructor(
-    readonly config: ServerConfig,
-    readonly index: number,
+    /** Its address and weight (the weight may change with setServers). */
+    public config: ServerConfig,
     poolSize: number,
     settings: ConnectionSettings,
     events: ConnectionEvents,
@@ -70,6 +74,8 @@ export interface ClusterSettings {
   maxPending: number;
   /** Reply timeout of calls, ms. */
   timeout: number;
+  /** The string that places a key (the `routeBy` option); the key itself when undefined. */
+  routeBy?: ((key: string) => string) | undefined;
 }
 
 /** One server's answer to a ping. */
@@ -89,8 +95,10 @@ export interface NodePing {
  * with `version` (every `retryTimeout` until it answers) and rejoins.
  */
 export class Cluster implements RequestListener {
-  readonly nodes: ServerNode[];
-  private readonly distributor: Distributor | undefined;
+  private nodes: ServerNode[];
+  private distributor: Distributor | undefined;
+  /** Removed by setServers and still closing (close() waits for them too). */
+  private readonly leaving = new Set<ServerNode>();
   private readonly alive = (i: number): boolean => !this.nodes[i]!.dead;
   private deadCount = 0;
   /** Recent key → node placements; cleared whenever the set of live servers changes. */
@@ -106,17 +114,27 @@ export class Cluster implements RequestListener {
     private readonly events: ClusterEvents = {},
   ) {
     this.failover = settings.failover;
-    this.nodes = servers.map(
-      (s, i) =>
-        new ServerNode(s, i, settings.poolSize, settings.connection, this.connectionEvents(i)),
+    this.nodes = servers.map((s) => this.createNode(s));
+    this.distributor = this.distribute(this.nodes);
+  }
+
+  private createNode(config: ServerConfig): ServerNode {
+    const events = this.connectionEvents(() => node);
+    const node: ServerNode = new ServerNode(
+      config,
+      this.settings.poolSize,
+      this.settings.connection,
+      events,
     );
-    this.distributor =
-      servers.length > 1
-        ? createDistributor(
-            settings.hashing,
-            servers.map((s) => ({ id: s.id, host: s.host, port: s.port, weight: s.weight })),
-          )
-        : undefined;
+    return node;
+  }
+
+  private distribute(nodes: readonly ServerNode[]): Distributor | undefined {
+    if (nodes.length < 2) return undefined;
+    return createDistributor(
+      this.settings.hashing,
+      nodes.map(({ config: s }) => ({ id: s.id, host: s.host, port: s.port, weight: s.weight })),
+    );
   }
 
   /** Every node, dead or alive (stats, version, flushAll go to all). */
@@ -131,6 +149,7 @@ export class Cluster implements RequestListener {
    */
   nodeFor(key: string): ServerNode {
     if (this.deadCount > 0) this.probeDue();
+    if (this.settings.routeBy !== undefined) key = this.route(key);
     const d = this.distributor;
     if (d === undefined) return this.nodes[0]!;
     const cached = this.placement.get(key);
@@ -152,6 +171,15 @@ export class Cluster implements RequestListener {
    * refused at once (dead server, backpressure, closed).
    */
   dispatch(node: ServerNode, request: AnyRequest): void {
+    if (node.removed) {
+      request.fail(
+        new MemcachedConnectionError(
+          `memcached ${node.id} was removed from the server list (setServers) before ${request.command} was sent; call again`,
+          { server: node.id, command: request.command },
+        ),
+      );
+      return;
+    }
     if (node.dead) {
       request.fail(this.deadError(node));
       return;
@@ -202,7 +230,93 @@ export class Cluster implements RequestListener {
 
   async close(graceMs = 0): Promise<void> {
     this.closed = true;
-    await Promise.all(this.nodes.map((n) => n.pool.close(graceMs)));
+    await Promise.all([...this.nodes, ...this.leaving].map((n) => n.pool.close(graceMs)));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Run-time changes of the server list (setServers, resetDeadServers)
+
+  /**
+   * Replaces the server list. Servers in both lists keep their node (pool, health); with ketama
+   * or rendezvous only the keys of removed or added servers move. Removed servers get no new
+   * call; their calls in flight settle normally (up to the call timeout), then their
+   * connections close — the promise resolves then. A bad list throws MemcachedOptionsError and
+   * changes nothing.
+   */
+  async setServers(servers: string | readonly ServerSpec[]): Promise<void> {
+    if (this.closed) {
+      throw new MemcachedConnectionError('setServers: the memcached client is closed', {
+        command: 'setServers',
+      });
+    }
+    if (servers === undefined || servers === null) {
+      throw new MemcachedOptionsError('servers', 'setServers needs a server list');
+    }
+    const configs = resolveServers(servers, undefined, {});
+    const old = new Map(this.nodes.map((n) => [n.id, n]));
+    const nodes = configs.map((config) => {
+      const kept = old.get(config.id);
+      if (kept === undefined) return this.createNode(config);
+      old.delete(config.id);
+      kept.config = config;
+      return kept;
+    });
+    const distributor = this.distribute(nodes);
+    this.nodes = nodes;
+    this.distributor = distributor;
+    this.deadCount = nodes.filter((n) => n.dead).length;
+    this.placement.clear();
+    const removed = [...old.values()];
+    for (const node of removed) {
+      node.removed = true;
+      this.leaving.add(node);
+    }
+    await Promise.all(
+      removed.map(async (node) => {
+        // Calls already sent there settle within their timeout; then its sockets close.
+        await node.pool.close(this.settings.timeout + 100);
+        this.leaving.delete(node);
+      }),
+    );
+  }
+
+  /**
+   * Forgets every dead mark at once: dead servers rejoin the ring without waiting for a probe,
+   * and their connections may reconnect at once.
+   */
+  resetDeadServers(): void {
+    for (const node of this.nodes) {
+      node.failures = 0;
+      node.pool.resetBackoff();
+      if (!node.dead) continue;
+      node.dead = false;
+      node.lastError = undefined;
+      node.nextProbeAt = 0;
+      this.events.serverUp?.(node.id);
+    }
+    this.deadCount = 0;
+    this.placement.clear();
+  }
+
+  /** The placement string of a key: `routeBy(key)`, checked. */
+  private route(key: string): string {
+    let route: unknown;
+    try {
+      route = this.settings.routeBy!(key);
+    } catch (err) {
+      throw new MemcachedKeyError(
+        `routeBy threw for key ${JSON.stringify(key.slice(0, 60))}: ${err instanceof Error ? err.message : String(err)}`,
+        key,
+        { cause: err },
+      );
+    }
+    if (typeof route !== 'string') {
+      throw new MemcachedKeyError(
+        `routeBy must return a string (the placement of the key), but returned ${route === null ? 'null' : typeof route} for key ${JSON.stringify(key.slice(0, 60))}; nothing was sent`,
+        key,
+      );
+    }
+    return route;
   }
 
   /** `version` sent straight to a node's pool, whatever its state (pings and probes). */
@@ -230,8 +344,7 @@ export class Cluster implements RequestListener {
     });
   }
 
-  private connectionEvents(index: number): ConnectionEvents {
-    const node = (): ServerNode => this.nodes[index]!;
+  private connectionEvents(node: () => ServerNode): ConnectionEvents {
     return {
       onDown: (_c: Connection, error) => this.failed(node(), error),
       onTimeout: (_c: Connection, error) => this.failed(node(), error),
@@ -244,7 +357,7 @@ export class Cluster implements RequestListener {
   }
 
   private failed(node: ServerNode, error: MemcachedError): void {
-    if (this.closed) return;
+    if (this.closed || node.removed) return;
     node.lastError = error;
     node.failures++;
     if (!node.dead && node.failures >= this.failover.failureThreshold) {

@@ -111,6 +111,11 @@ export class Pool {
     return p;
   }
 
+  /** Lets connections that are backing off after failures try again with the next request. */
+  resetBackoff(): void {
+    for (const c of this.connections) c.resetBackoff();
+  }
+
   async close(graceMs = 0): Promise<void> {
     this.closing = true;
     await Promise.all(this.connections.map((c) => c.close(graceMs)));

@@ -163,6 +163,11 @@ export class Connection implements SessionHost {
     }
   }
 
+  /** Forgets the reconnect backoff: the next request connects at once (resetDeadServers). */
+  resetBackoff(): void {
+    this.nextAttemptAt = 0;
+  }
+
   /**
    * Closes the connection. In-flight requests may finish within `graceMs`; whatever is still
    * pending then is rejected with MemcachedConnectionError. No timer or socket is left behind.

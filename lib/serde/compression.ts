@@ -1,13 +1,20 @@
 import { deflate, deflateSync, inflate, inflateSync, type ZlibOptions } from 'node:zlib';
 import { MemcachedOptionsError, MemcachedSerdeError } from '../errors.js';
+import { lz4Compress, requireLz4 } from './lz4.js';
 
-/** The `compression` option: zlib-compress values of at least `threshold` bytes (flag bit 8). */
+/**
+ * The `compression` option: compress values of at least `threshold` bytes, with zlib (flag bit
+ * 8) or lz4 (flag bit 64). Values of either algorithm are read whatever the setting.
+ */
 export interface CompressionOptions {
   /** Values (serialized bytes) shorter than this many bytes are stored uncompressed. */
   threshold: number;
-  /** Only `'zlib'` (RFC 1950, what Python's `zlib.compress` makes). Default `'zlib'`. */
-  algorithm?: 'zlib';
-  /** zlib level: -1 (zlib's default, 6), 0 (store) to 9 (smallest). Default 6. */
+  /**
+   * `'zlib'` (default; RFC 1950, what Python's `zlib.compress` makes) or `'lz4'` (size-prefixed
+   * LZ4 block, what Python's `lz4.block.compress` makes; needs the optional package `lz4-napi`).
+   */
+  algorithm?: 'zlib' | 'lz4';
+  /** zlib level: -1 (zlib's default, 6), 0 (store) to 9 (smallest). Default 6. zlib only. */
   level?: number;
 }
 
@@ -51,11 +58,18 @@ export function normalizeCompressionOptions(
       `must be a non-negative integer (bytes), got ${show(threshold)}`,
     );
   }
-  if (algorithm !== undefined && algorithm !== 'zlib') {
+  if (algorithm !== undefined && algorithm !== 'zlib' && algorithm !== 'lz4') {
     throw new MemcachedOptionsError(
       'compression.algorithm',
-      `must be 'zlib', got ${show(algorithm)}`,
+      `must be 'zlib' or 'lz4', got ${show(algorithm)}`,
     );
+  }
+  if (algorithm === 'lz4') {
+    if (level !== undefined) {
+      throw new MemcachedOptionsError('compression.level', 'applies to zlib only, not to lz4');
+    }
+    requireLz4();
+    return { threshold, algorithm, level: DEFAULT_LEVEL };
   }
   if (
     level !== undefined &&
@@ -91,6 +105,12 @@ export function compress(
   const length = value.length;
   if (length < options.threshold) {
     return undefined;
+  }
+  if (options.algorithm === 'lz4') {
+    const packed = lz4Compress(value);
+    return packed instanceof Promise
+      ? packed.then((result) => smaller(result, length))
+      : smaller(packed, length);
   }
   const zlibOptions: ZlibOptions = { level: options.level };
   if (length < ASYNC_COMPRESSION_THRESHOLD) {

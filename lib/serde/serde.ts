@@ -20,3 +20,5 @@ export const FLAG_LONG = 4;
 export const FLAG_COMPRESSED = 8;
 export const FLAG_TEXT = 16;
 export const FLAG_JSON = 32;
+/** Set by the client on values it lz4-compressed (`compression: { algorithm: 'lz4' }`). */
+export const FLAG_LZ4 = 64;

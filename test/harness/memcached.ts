@@ -51,6 +51,12 @@ export interface SpawnOptions {
   tls?: TlsMaterial;
   /** Write an auth file and start with `-Y file`: clients must send `set <any> 0 0 N\r\nuser pass\r\n` first. */
   auth?: Credentials | Credentials[];
+  /**
+   * Start with SASL (`-S`, binary protocol only): the users go into a sasldb made with
+   * `saslpasswd2` in a temp dir, and `SASL_CONF_PATH` points memcached to a `memcached.conf` there
+   * with `mech_list: plain`. Not with `auth`.
+   */
+  sasl?: Credentials | Credentials[];
 }
 
 export interface MemcachedProcess {
@@ -71,6 +77,8 @@ export interface MemcachedProcess {
   readonly tls: TlsMaterial | undefined;
   /** The credentials in the server's auth file (empty without `auth`). */
   readonly credentials: readonly Credentials[];
+  /** The users of the server's SASL database (empty without `sasl`); it speaks only binary then. */
+  readonly saslCredentials: readonly Credentials[];
   /** The full memcached argv (without the binary). */
   readonly args: readonly string[];
   /** The PID of the current (or last) memcached process. */
@@ -316,6 +324,64 @@ function normalizeCredentials(auth: SpawnOptions['auth']): Credentials[] {
   return list.map(({ username, password }) => ({ username, password }));
 }
 
+let cachedSaslpasswd: string | null | undefined;
+
+function findSaslpasswd(): string | undefined {
+  if (cachedSaslpasswd === undefined) {
+    cachedSaslpasswd = null;
+    const dirs = (process.env['PATH'] ?? '').split(delimiter).filter(Boolean);
+    dirs.push('/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin');
+    for (const dir of dirs) {
+      const candidate = join(dir, 'saslpasswd2');
+      try {
+        accessSync(candidate, fsConstants.X_OK);
+        cachedSaslpasswd = candidate;
+        break;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return cachedSaslpasswd ?? undefined;
+}
+
+/** Whether `saslpasswd2` (Debian's `sasl2-bin`) is installed, which `sasl` servers need. */
+export function saslAvailable(): boolean {
+  return findSaslpasswd() !== undefined;
+}
+
+/**
+ * Writes `sasldb` (one entry per user, made with `saslpasswd2`) and the `memcached.conf` that
+ * memcached's SASL library reads from `SASL_CONF_PATH` (PLAIN only, that sasldb).
+ */
+async function writeSaslDatabase(dir: string, users: readonly Credentials[]): Promise<void> {
+  const saslpasswd = findSaslpasswd();
+  if (saslpasswd === undefined) {
+    throw new Error(
+      'saslpasswd2 is not installed: run "sudo apt-get install -y sasl2-bin" (Debian/Ubuntu); SASL tests make their user database with it.',
+    );
+  }
+  const db = join(dir, 'sasldb');
+  for (const { username, password } of users) {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(saslpasswd, ['-p', '-c', '-a', 'memcached', '-f', db, username], {
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.once('error', reject);
+      child.once('close', (code) =>
+        code === 0 ? resolve() : reject(new Error(`saslpasswd2 failed (${code}): ${err}`)),
+      );
+      child.stdin.end(password);
+    });
+  }
+  await chmod(db, 0o644);
+  await writeFile(join(dir, 'memcached.conf'), `mech_list: plain\nsasldb_path: ${db}\n`, {
+    mode: 0o644,
+  });
+}
+
 /** A temp dir memcached can use after dropping privileges to `user`. */
 async function makeTempDir(prefix: string, writableByServer: boolean): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -353,6 +419,9 @@ interface ServerConfig {
   socketPath: string | undefined;
   tls: TlsMaterial | undefined;
   credentials: Credentials[];
+  saslCredentials: Credentials[];
+  /** Extra environment of the memcached process. */
+  env: Record<string, string>;
   tempDirs: string[];
 }
 
@@ -403,6 +472,10 @@ class Server implements MemcachedProcess {
     return this.config.credentials;
   }
 
+  get saslCredentials(): readonly Credentials[] {
+    return this.config.saslCredentials;
+  }
+
   get args(): readonly string[] {
     return this.config.argv;
   }
@@ -427,6 +500,7 @@ class Server implements MemcachedProcess {
     this.exited = false;
     const child = spawn(this.config.binary, this.config.argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.config.env },
     });
     this.child = child;
     const append = (chunk: string): void => {
@@ -606,6 +680,11 @@ export async function startMemcached(options: SpawnOptions = {}): Promise<Memcac
     throw new Error('memcached does not speak TLS on unix sockets: use tls with TCP');
   }
   const credentials = normalizeCredentials(options.auth);
+  const saslCredentials = normalizeCredentials(options.sasl);
+  if (credentials.length > 0 && saslCredentials.length > 0) {
+    throw new Error('auth (-Y, text protocol) and sasl (-S, binary protocol) are exclusive');
+  }
+  const env: Record<string, string> = {};
   const userArgs = options.args ?? [];
 
   const tempDirs: string[] = [];
@@ -636,6 +715,13 @@ export async function startMemcached(options: SpawnOptions = {}): Promise<Memcac
       await chmod(authPath, 0o644);
       base.push('-Y', authPath);
     }
+    if (saslCredentials.length > 0) {
+      const dir = await makeTempDir('memcached-sasl-', false);
+      tempDirs.push(dir);
+      await writeSaslDatabase(dir, saslCredentials);
+      env['SASL_CONF_PATH'] = dir;
+      base.push('-S');
+    }
     const tail = [...slabChunkArgs(userArgs), ...userArgs];
 
     for (let attempt = 1; ; attempt++) {
@@ -651,6 +737,8 @@ export async function startMemcached(options: SpawnOptions = {}): Promise<Memcac
         socketPath,
         tls: options.tls,
         credentials,
+        saslCredentials,
+        env,
         tempDirs,
       });
       track(server); // from the spawn on, so the exit hook covers a hung start too
@@ -857,6 +945,7 @@ async function fetchStats(
   proc: MemcachedProcess,
   timeoutMs: number,
 ): Promise<Record<string, string>> {
+  if (speaksOnlyBinary(proc)) return fetchBinaryStats(proc, timeoutMs);
   let request = 'stats\r\n';
   const credentials = proc.credentials[0];
   if (credentials) {
@@ -877,5 +966,120 @@ async function fetchStats(
     const match = /^STAT (\S+) (.*)$/.exec(line);
     if (match) stats[match[1]!] = match[2]!;
   }
+  return stats;
+}
+
+// ---------------------------------------------------------------------------
+// Binary protocol (SASL servers speak nothing else)
+
+/** One binary-protocol request packet (magic 0x80). */
+export function binaryPacket(
+  opcode: number,
+  key: string | Buffer = '',
+  value: string | Buffer = '',
+  extras: Buffer = Buffer.alloc(0),
+): Buffer {
+  const k = typeof key === 'string' ? Buffer.from(key) : key;
+  const v = typeof value === 'string' ? Buffer.from(value) : value;
+  const header = Buffer.alloc(24);
+  header[0] = 0x80;
+  header[1] = opcode;
+  header.writeUInt16BE(k.length, 2);
+  header[4] = extras.length;
+  header.writeUInt32BE(extras.length + k.length + v.length, 8);
+  return Buffer.concat([header, extras, k, v]);
+}
+
+/** A binary-protocol response packet as read by {@link binaryRequest}. */
+export interface BinaryResponse {
+  opcode: number;
+  status: number;
+  opaque: number;
+  key: string;
+  extras: Buffer;
+  value: Buffer;
+}
+
+/**
+ * Sends raw binary-protocol bytes on a fresh connection and resolves the response packets once
+ * `done(packets)` says so (default: after the first packet), the server closed the connection,
+ * or `timeoutMs` passed.
+ */
+export async function binaryRequest(
+  proc: MemcachedProcess,
+  bytes: Buffer,
+  done: (packets: readonly BinaryResponse[]) => boolean = (p) => p.length >= 1,
+  timeoutMs = 2000,
+): Promise<BinaryResponse[]> {
+  return new Promise<BinaryResponse[]>((resolve, reject) => {
+    const { socket, readyEvent } = connectTo(proc);
+    const packets: BinaryResponse[] = [];
+    let buffered = Buffer.alloc(0);
+    let settled = false;
+    const finish = (error?: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(packets);
+    };
+    const timer = setTimeout(() => finish(), timeoutMs);
+    socket.once(readyEvent, () => socket.write(bytes));
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 24) {
+        const body = buffered.readUInt32BE(8);
+        if (buffered.length < 24 + body) break;
+        const keyLength = buffered.readUInt16BE(2);
+        const extrasLength = buffered[4]!;
+        packets.push({
+          opcode: buffered[1]!,
+          status: buffered.readUInt16BE(6),
+          opaque: buffered.readUInt32BE(12),
+          extras: buffered.subarray(24, 24 + extrasLength),
+          key: buffered.toString('utf8', 24 + extrasLength, 24 + extrasLength + keyLength),
+          value: buffered.subarray(24 + extrasLength + keyLength, 24 + body),
+        });
+        buffered = buffered.subarray(24 + body);
+      }
+      if (done(packets)) finish();
+    });
+    socket.once('close', () => finish());
+    socket.on('error', (error: Error) => finish(packets.length > 0 ? undefined : error));
+  });
+}
+
+/** A SASL server (`-S`) or one started with `-B binary` does not speak the text protocol. */
+function speaksOnlyBinary(proc: MemcachedProcess): boolean {
+  if (proc.saslCredentials.length > 0) return true;
+  const args = proc.args;
+  return args.some((a, i) => (a === '-B' && args[i + 1] === 'binary') || a === '--protocol=binary');
+}
+
+/** `stats` over the binary protocol, after SASL PLAIN with the server's first user if it has SASL. */
+async function fetchBinaryStats(
+  proc: MemcachedProcess,
+  timeoutMs: number,
+): Promise<Record<string, string>> {
+  const user = proc.saslCredentials[0];
+  const auth =
+    user === undefined
+      ? Buffer.alloc(0)
+      : binaryPacket(0x21, 'PLAIN', `\0${user.username}\0${user.password}`);
+  const packets = await binaryRequest(
+    proc,
+    Buffer.concat([auth, binaryPacket(0x10)]),
+    (p) => p.some((r) => r.status !== 0 || (r.opcode === 0x10 && r.key === '')),
+    timeoutMs,
+  );
+  const failed = packets.find((r) => r.status !== 0);
+  if (failed !== undefined || packets.length === 0) {
+    throw new Error(
+      `binary stats on ${proc.serverId} failed: ${failed ? `opcode 0x${failed.opcode.toString(16)} status 0x${failed.status.toString(16)} ${failed.value.toString()}` : 'no reply'}`,
+    );
+  }
+  const stats: Record<string, string> = {};
+  for (const r of packets) if (r.opcode === 0x10 && r.key !== '') stats[r.key] = r.value.toString();
   return stats;
 }

@@ -31,12 +31,13 @@ export function validOptionValues(servers: string): OptionValues {
     compression: { threshold: 1024, level: 9 },
     tls: { rejectUnauthorized: false },
     auth: { username: 'user', password: 'secret' },
-    protocol: 'text',
+    protocol: 'binary',
     maxValueSize: 512 * 1024,
     defaultTtl: 60,
     keepAlive: false,
     autoBatch: false,
     maxPending: 10,
+    routeBy: (key) => key.split(':')[0]!,
   };
 }
 

@@ -104,7 +104,7 @@ describe('bench: end to end with tiny counts', () => {
       warmupSeconds: 0,
       opsPerRound: 100,
       warmupOps: 20,
-      clients: ['ours', 'memcache-client', 'raw'],
+      clients: ['ours', 'ours-binary', 'memcache-client', 'raw'],
       heapOps: 200,
       outDir,
       memcachedArgs: ['-t', '2', '-m', '256', '-c', '1024', '-I', '2m'],
@@ -124,7 +124,11 @@ describe('bench: end to end with tiny counts', () => {
     expect(workloads.map((w) => w.id)).toEqual(WORKLOADS.map((w) => w.id));
     for (const w of workloads) {
       const expected =
-        w.group === 'linearity' ? ['ours', 'raw'] : ['ours', 'memcache-client', 'raw'];
+        w.group === 'linearity'
+          ? ['ours', 'raw']
+          : w.id === 'setText-4KB-c64' || w.id === 'setCompressed-lz4-4KB-c64'
+            ? ['ours', 'ours-binary', 'raw'] // no peer has lz4; the text baseline is ours only
+            : ['ours', 'ours-binary', 'memcache-client', 'raw'];
       expect(w.results.map((r) => r.client)).toEqual(expected);
       for (const r of w.results) {
         expect({ workload: w.id, client: r.client, error: r.error }).toEqual({
@@ -142,6 +146,9 @@ describe('bench: end to end with tiny counts', () => {
       expect(w.summary.ours).toBeGreaterThan(0);
       expect(w.summary.oursOverRaw).toBeGreaterThan(0);
       if (w.group === 'main') {
+        expect(w.summary.oursBinary).toBeGreaterThan(0);
+      }
+      if (expected.includes('memcache-client')) {
         expect(w.summary.bestPeer?.client).toBe('memcache-client');
         expect(w.summary.oursOverBestPeer).toBeGreaterThan(0);
       }

@@ -18,11 +18,8 @@
  * fake server's connection counter; nothing is mocked.
  */
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { execFile } from 'node:child_process';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import ts from 'typescript';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   MemcachedClient,
   MemcachedBackpressureError,
@@ -32,6 +29,7 @@ import {
   MemcachedTimeoutError,
   type MemcachedOptions,
 } from '../../lib/index.js';
+import { buildForChildren, runChild, type ChildBuild } from '../harness/child.js';
 import { startHostileServer, type HostileServer } from '../harness/hostile-server.js';
 import {
   rawRequest,
@@ -42,7 +40,6 @@ import {
   type MemcachedProcess,
 } from '../harness/memcached.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const MiB = 1024 * 1024;
 
 afterAll(async () => {
@@ -358,30 +355,6 @@ describe("one caller's error never fails its neighbours, and the connection stay
 
 // -----------------------------------------------------------------------------------------------
 
-/** A build of the package (ESM, lib/ transpiled file by file) under .tmp/, for child processes. */
-async function buildPackage(outDir: string): Promise<string> {
-  const libDir = join(root, 'lib');
-  const entries = await readdir(libDir, { recursive: true });
-  for (const entry of entries) {
-    if (!entry.endsWith('.ts') || entry.endsWith('.d.ts')) continue;
-    const source = await readFile(join(libDir, entry), 'utf8');
-    const { outputText } = ts.transpileModule(source, {
-      fileName: entry,
-      compilerOptions: {
-        target: ts.ScriptTarget.ES2022,
-        module: ts.ModuleKind.ES2022,
-        experimentalDecorators: true,
-        emitDecoratorMetadata: true,
-        esModuleInterop: true,
-      },
-    });
-    const target = join(outDir, entry.replace(/\.ts$/, '.js'));
-    await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, outputText);
-  }
-  return pathToFileURL(join(outDir, 'index.js')).href;
-}
-
 /** Runs getMany / getsMany over [keyA, keyB]; prints `REPORT {json}`; exit code 0 unless it crashed. */
 const CHILD_SCRIPT = `
 const [entry, method, serverA, serverB, keyA, keyB] = process.argv.slice(2);
@@ -400,42 +373,17 @@ await mc.close();
 console.log('REPORT ' + JSON.stringify(outcome));
 `;
 
-interface ChildResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runChild(args: string[]): Promise<ChildResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env['NODE_OPTIONS']; // jest's --experimental-vm-modules
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--unhandled-rejections=strict', ...args],
-      { cwd: root, env, timeout: 20_000 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
 describe('no unhandled rejection (child process, --unhandled-rejections=strict)', () => {
-  const outDir = join(root, '.tmp', `request-path-${process.pid}`);
-  let entry: string;
+  let build: ChildBuild;
   let script: string;
 
   beforeAll(async () => {
-    entry = await buildPackage(join(outDir, 'lib'));
-    script = join(outDir, 'getmany-child.mjs');
+    build = await buildForChildren('request-path');
+    script = join(build.dir, 'getmany-child.mjs');
     await writeFile(script, CHILD_SCRIPT);
   });
 
-  afterAll(async () => {
-    await rm(outDir, { recursive: true, force: true });
-  });
+  afterAll(() => build.remove());
 
   test('getMany / getsMany with one server down and a corrupt compressed value (off-thread inflate) on the other settle normally', async () => {
     const [a, b] = await startMemcacheds(2);
@@ -464,7 +412,7 @@ describe('no unhandled rejection (child process, --unhandled-rejections=strict)'
 
     const runs = await Promise.all(
       ['getMany', 'getsMany'].map(async (method) => {
-        const r = await runChild([script, entry, method, ...servers, keyA, keyB]);
+        const r = await runChild(script, [build.entry, method, ...servers, keyA, keyB]);
         const line = r.stdout.split('\n').find((l) => l.startsWith('REPORT '));
         return {
           method,

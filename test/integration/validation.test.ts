@@ -211,7 +211,7 @@ describe('options', () => {
     [{ retry: { attempts: 0 } }, 'retry.attempts'],
     [{ failover: { deadTimeout: 0 } }, 'failover.deadTimeout'],
     [{ serde: {} }, 'serde'],
-    [{ protocol: 'binary' }, 'protocol'],
+    [{ protocol: 'udp' }, 'protocol'],
     [{ timout: 5 }, 'timout'],
     [{ failover: { deadTimout: 5 } }, 'failover.deadTimout'],
     [{ retry: { attempts: 2, unsafeCommands: ['flush'] } }, 'retry.unsafeCommands[0]'],

@@ -165,6 +165,9 @@ const CLIENT_METHODS = {
   ping: true,
   poolStats: true,
   serverFor: true,
+  update: true,
+  setServers: true,
+  resetDeadServers: true,
   close: true,
 } as const satisfies Record<keyof ClientMethods, true>;
 export type NoExtraMethods = Assert<
