@@ -7,6 +7,15 @@ import { normalizeCompressionOptions, type CompressionOptions } from './serde/co
 
 export type HashingScheme = 'ketama' | 'rendezvous' | 'modula';
 
+/**
+ * Wire protocols: `'text'` (the classic text protocol, every memcached and proxy) and `'meta'`
+ * (memcached's meta commands, memcached ≥ 1.6.10: leases and stale-while-revalidate).
+ */
+export type MemcachedProtocol = 'text' | 'meta';
+
+/** Every value `protocol` accepts. */
+export const MEMCACHED_PROTOCOLS = ['text', 'meta'] as const satisfies readonly MemcachedProtocol[];
+
 /** Commands a retry policy may repeat (the names `retry.unsafeCommands` accepts). */
 export const RETRYABLE_COMMANDS = [
   'get',
@@ -83,7 +92,8 @@ export interface MemcachedOptions {
   tls?: boolean | tls.ConnectionOptions;
   /** SASL-less memcached auth (`-Y` auth file); `false` or absent: no auth. */
   auth?: { username: string; password: string } | false;
-  protocol?: 'text';
+  /** Wire protocol (default `'text'`); `getOrSet` leases, `staleWhileRevalidate` and `invalidate` need `'meta'`. */
+  protocol?: MemcachedProtocol;
   /** Largest value (after serialization and compression) accepted, in bytes. */
   maxValueSize?: number;
   /** TTL in seconds applied when a call gives none. */
@@ -120,7 +130,7 @@ export interface ResolvedOptions {
   compression: Required<CompressionOptions> | undefined;
   tls: tls.ConnectionOptions | undefined;
   auth: { username: string; password: string } | undefined;
-  protocol: 'text';
+  protocol: MemcachedProtocol;
   maxValueSize: number;
   defaultTtl: number;
   keepAlive: boolean;
@@ -227,10 +237,10 @@ export function resolveOptions(
     );
   }
   const protocol = input.protocol ?? 'text';
-  if (protocol !== 'text') {
+  if (!(MEMCACHED_PROTOCOLS as readonly unknown[]).includes(protocol)) {
     throw new MemcachedOptionsError(
       'protocol',
-      `only 'text' is supported, got ${JSON.stringify(protocol)}`,
+      `must be one of ${MEMCACHED_PROTOCOLS.map((p) => `'${p}'`).join(', ')}, got ${show(protocol)}`,
     );
   }
   const serde = input.serde ?? defaultSerde;

@@ -10,6 +10,7 @@ import {
 } from '../options.js';
 import type { ProtocolDriver } from '../protocol/driver.js';
 import type { RetrievedItem, StoreOp, StoreStatus } from '../protocol/request.js';
+import { createMetaDriver } from '../protocol/meta/driver.js';
 import { textDriver } from '../protocol/text/driver.js';
 import { GetBatcher } from './batcher.js';
 import { ValueCodec, type Encoded } from './codec.js';
@@ -64,6 +65,7 @@ export interface MemcachedClientEvents {
 
 const DRIVERS: { readonly [P in ResolvedOptions['protocol']]: ProtocolDriver } = {
   text: textDriver,
+  meta: createMetaDriver(),
 };
 
 const isStored = (status: StoreStatus): boolean => status === 'stored';
