@@ -164,6 +164,8 @@ const CLIENT_METHODS = {
   version: true,
   ping: true,
   serverFor: true,
+  getOrSet: true,
+  invalidate: true,
   close: true,
 } as const satisfies Record<keyof ClientMethods, true>;
 export type NoExtraMethods = Assert<
