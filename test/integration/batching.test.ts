@@ -125,6 +125,7 @@ describe.each(PROTOCOLS)('%s protocol', (protocol) => {
     test('beyond maxPending calls fail fast with MemcachedBackpressureError', async () => {
       const mc = new MemcachedClient({
         servers: server.address,
+        protocol,
         maxPending: 50,
         timeout: 2000,
         autoBatch: false,
