@@ -12,11 +12,13 @@ export type {
   StorageOptions,
 } from './memcached-client.js';
 export type { CommandContext, Interceptor } from './interceptors.js';
+export type { GetOrSetOptions, InvalidateOptions, LeaseOptions } from '../cache/options.js';
 export type {
   FailoverOptions,
   HashingScheme,
   MemcachedOptionName,
   MemcachedOptions,
+  MemcachedProtocol,
   RetryOptions,
   RetryableCommand,
 } from '../options.js';
