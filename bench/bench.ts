@@ -162,6 +162,9 @@ export interface WorkloadResult {
     ours?: number;
     /** Ours with autoBatch off (concurrent get workloads only). */
     oursNoBatch?: number;
+    /** Ours with protocol: 'meta' (get/set/getMany workloads), and its ops/s ÷ ours (text). */
+    oursMeta?: number;
+    metaOverText?: number;
     bestPeer?: { client: ClientName; opsPerSec: number };
     /** ours ops/s ÷ best peer ops/s. */
     oursOverBestPeer?: number;
@@ -603,6 +606,7 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
   const ok = results.filter((r) => r.error === undefined);
   const ours = ok.find((r) => r.client === 'ours')?.opsPerSec;
   const oursNoBatch = ok.find((r) => r.client === 'ours-nobatch')?.opsPerSec;
+  const oursMeta = ok.find((r) => r.client === 'ours-meta')?.opsPerSec;
   const raw = ok.find((r) => r.client === 'raw')?.opsPerSec;
   let best: ClientResult | undefined;
   for (const r of ok) {
@@ -615,6 +619,10 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
   return {
     ...(ours === undefined ? {} : { ours }),
     ...(oursNoBatch === undefined ? {} : { oursNoBatch }),
+    ...(oursMeta === undefined ? {} : { oursMeta }),
+    ...(oursMeta !== undefined && ours !== undefined && ours > 0
+      ? { metaOverText: oursMeta / ours }
+      : {}),
     ...(best === undefined ? {} : { bestPeer: { client: best.client, opsPerSec: best.opsPerSec } }),
     ...(ours !== undefined && best !== undefined && best.opsPerSec > 0
       ? { oursOverBestPeer: ours / best.opsPerSec }

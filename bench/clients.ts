@@ -11,7 +11,8 @@ import { MemcachedClient, type MemcachedOptions } from '../lib/index.js';
 
 /**
  * The clients of a run. `ours-nobatch` is ours with `autoBatch: false` (only in the concurrent
- * get workloads, where auto-batching applies); `ours-baseline` is another build of ours, loaded
+ * get workloads, where auto-batching applies); `ours-meta` is ours with `protocol: 'meta'` (in the
+ * get/set/getMany workloads); `ours-baseline` is another build of ours, loaded
  * from the module named by `BENCH_BASELINE` (to compare two versions in one run); `raw` is the
  * socket ceiling (see raw.ts).
  */
@@ -19,6 +20,7 @@ export const CLIENT_NAMES = [
   'ours',
   'ours-baseline',
   'ours-nobatch',
+  'ours-meta',
   'memjs',
   'memcached',
   'memcache-client',
@@ -93,6 +95,8 @@ export function createDriver(name: DriverName, o: DriverOptions): Driver {
       return oursDriver(o, true, baseline.Client, name, `build from ${baseline.from}`);
     case 'ours-nobatch':
       return oursDriver(o, false);
+    case 'ours-meta':
+      return oursDriver(o, true, MemcachedClient, name, undefined, 'meta');
     case 'memjs':
       return memjsDriver(o);
     case 'memcached':
@@ -106,25 +110,29 @@ function oursDriver(
   o: DriverOptions,
   autoBatch: boolean,
   Client: OursClass = MemcachedClient,
-  name: 'ours' | 'ours-baseline' | 'ours-nobatch' = autoBatch ? 'ours' : 'ours-nobatch',
+  name: 'ours' | 'ours-baseline' | 'ours-nobatch' | 'ours-meta' = autoBatch
+    ? 'ours'
+    : 'ours-nobatch',
   origin?: string,
+  protocol?: 'meta',
 ): Driver {
   const client = new Client({
     servers: [`${o.host}:${o.port}`],
     timeout: o.timeoutMs,
     maxValueSize: o.maxValueSize,
+    ...(protocol === undefined ? {} : { protocol }),
     ...(autoBatch ? {} : { autoBatch: false }),
     ...(o.compression ? { compression: { threshold: COMPRESSION_THRESHOLD } } : {}),
   });
   const resolved = client.options as unknown as Record<string, unknown>;
-  const shown = ['poolSize', 'timeout', 'autoBatch', 'maxPending']
+  const shown = ['protocol', 'poolSize', 'timeout', 'autoBatch', 'maxPending']
     .filter((k) => resolved[k] !== undefined)
     .map((k) => `${k}=${JSON.stringify(resolved[k])}`);
   return {
     name,
     notes: [
       ...(origin === undefined ? [] : [origin]),
-      `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'} (${shown.join(', ')})`,
+      `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'}${protocol === undefined ? '' : '/protocol'} (${shown.join(', ')})`,
       ...(o.compression
         ? [`compression: { threshold: ${COMPRESSION_THRESHOLD} } (zlib level 6)`]
         : []),

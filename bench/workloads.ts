@@ -21,8 +21,13 @@ export interface Workload {
   batch?: number;
   /** `main` workloads compare every client; `linearity` is ours (and raw) over value sizes. */
   group: 'main' | 'linearity';
-  /** Restrict to these clients (default: every selected client but `ours-nobatch`). */
+  /**
+   * Restrict to these clients (default: every selected client but `ours-nobatch`, and
+   * `ours-meta` only where `meta` is set).
+   */
   clients?: readonly ClientName[];
+  /** `ours-meta` runs it too (the meta protocol's columns). */
+  meta?: boolean;
 }
 
 /** The selected clients that run `workload`. */
@@ -31,17 +36,21 @@ export function clientsFor(workload: Workload, selected: readonly ClientName[]):
   return selected.filter((c) =>
     workload.clients !== undefined
       ? workload.clients.includes(c)
-      : c !== 'ours-nobatch' || batchable,
+      : c === 'ours-nobatch'
+        ? batchable
+        : c === 'ours-meta'
+          ? workload.meta === true
+          : true,
   );
 }
 
 const KB = 1024;
 
 export const WORKLOADS: readonly Workload[] = [
-  w('get', 100, 1, 1000),
-  w('get', 100, 64, 1000),
-  w('set', 100, 1, 1000),
-  w('set', 100, 64, 1000),
+  w('get', 100, 1, 1000, true),
+  w('get', 100, 64, 1000, true),
+  w('set', 100, 1, 1000, true),
+  w('set', 100, 64, 1000, true),
   {
     id: 'getMany100-100B-c8',
     title: 'getMany 100 keys × 100 B, c8',
@@ -51,8 +60,9 @@ export const WORKLOADS: readonly Workload[] = [
     keyCount: 1000,
     batch: 100,
     group: 'main',
+    meta: true,
   },
-  w('get', 10 * KB, 64, 500),
+  w('get', 10 * KB, 64, 500, true),
   w('get', 512 * KB, 4, 16),
   {
     id: 'setCompressed-4KB-c64',
@@ -75,8 +85,15 @@ export const WORKLOADS: readonly Workload[] = [
   })),
 ];
 
-function w(op: 'get' | 'set', size: number, concurrency: number, keyCount: number): Workload {
+function w(
+  op: 'get' | 'set',
+  size: number,
+  concurrency: number,
+  keyCount: number,
+  meta = false,
+): Workload {
   return {
+    ...(meta ? { meta } : {}),
     id: `${op}-${sizeLabel(size).replace(' ', '')}-c${concurrency}`,
     title: `${op} ${sizeLabel(size)}, c${concurrency}`,
     op,
