@@ -14,8 +14,10 @@ async function main(): Promise<void> {
       `listening on ${base}; try:`,
       `  curl ${base}/products              (slow the first time, then cached for 30 s)`,
       `  curl ${base}/products/1            (the service method is cached for 60 s)`,
+      `  curl ${base}/products/1/page       (meta client: one render under a lease, then served`,
+      `                                       stale for 5 min past its 60 s while one request re-renders)`,
       `  curl -X PATCH ${base}/products/1 -H 'content-type: application/json' -d '{"price": 199}'`,
-      `                                       (evicts product:1 and the list)`,
+      `                                       (evicts product:1 and the list, marks page:1 stale)`,
       `  curl ${base}/health                (terminus: ok / degraded / 503)`,
     ].join('\n'),
   );
