@@ -152,6 +152,53 @@ describe('the connection handshake', () => {
   });
 });
 
+describe('text and meta share the data', () => {
+  const values: unknown[] = [
+    'text é ✓',
+    '',
+    Buffer.from([0, 1, 2, 13, 10, 255]),
+    Buffer.alloc(0),
+    42,
+    -7,
+    2n ** 70n,
+    true,
+    null,
+    1.5,
+    { a: [1, { b: 'c' }] },
+    'x'.repeat(5000), // compressed below
+  ];
+
+  test.each([
+    ['text', 'meta'],
+    ['meta', 'text'],
+  ])(
+    'values written by %s read back identically on %s (every serde type, compressed ones too)',
+    async (from, to) => {
+      const opts = { servers: server.address, compression: { threshold: 1024 } };
+      const writer = new MemcachedClient({ ...opts, protocol: from as 'text' | 'meta' });
+      const reader = new MemcachedClient({ ...opts, protocol: to as 'text' | 'meta' });
+      try {
+        const keys = values.map((_, i) => `shared:${from}:${i}`);
+        expect(await writer.setMany(keys.map((k, i) => [k, values[i]] as const))).toEqual([]);
+        for (const [i, key] of keys.entries()) expect(await reader.get(key)).toEqual(values[i]);
+        const many = await reader.getMany(keys);
+        expect(keys.map((k) => many.get(k))).toEqual(values);
+        // Cas tokens are the server's: one read through one protocol works for the other.
+        const token = (await writer.gets(keys[0]!))!.cas;
+        expect(await reader.cas(keys[0]!, 'swapped', token)).toBe(true);
+        expect(await writer.get(keys[0]!)).toBe('swapped');
+        expect(await writer.append(keys[1]!, 'tail')).toBe(true);
+        expect(await reader.get(keys[1]!)).toBe('tail');
+        expect(await reader.incr(keys[4]!, 8)).toBe(50);
+        expect(await writer.get(keys[4]!)).toBe(50);
+      } finally {
+        await writer.close();
+        await reader.close();
+      }
+    },
+  );
+});
+
 // -----------------------------------------------------------------------------------------------
 
 describe('pitfall 1: q is not noreply', () => {
