@@ -35,12 +35,11 @@ export function isQuietRetrieval(keys: readonly string[]): boolean {
  * encoder itself.
  */
 export function needsBase64(key: string): boolean {
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c <= 0x20 || c === 0x7f) return true;
-  }
-  return false;
+  return UNSAFE_KEY.test(key);
 }
+
+// eslint-disable-next-line no-control-regex
+const UNSAFE_KEY = /[\x00-\x20\x7f]/;
 
 /**
  * The key token and its flags: the key itself, or its base64 form (standard alphabet, `=` padded)

@@ -37,7 +37,6 @@ const QUIET_LEFTOVERS: ReadonlySet<MetaStatus> = new Set<MetaStatus>([
 ]);
 
 const DIGITS = /^[0-9]{1,20}$/;
-const INDEX = /^[0-9]{1,4}$/;
 
 /**
  * Whether a value read by a plain retrieval is not a value at all: an item marked stale (`X`), or
@@ -262,11 +261,11 @@ export class MetaReplyMatcher implements MetaReplySink {
 
   /** The `O<index>` of a reply in a quiet read: present, in range, after the previous one. */
   private position(r: Request<'retrieve'>, f: MetaFlags, code: string): number {
-    const opaque = f.opaque;
-    const index = opaque !== undefined && INDEX.test(opaque) ? Number(opaque) : -1;
-    if (index < r.cursor || index >= r.keys.length) {
+    const index = f.opaque;
+    // NaN fails both comparisons: `!(in range)` catches it.
+    if (index === undefined || !(index >= r.cursor && index < r.keys.length)) {
       throw new MemcachedProtocolError(
-        `memcached ${this.host.server} sent ${code} with opaque ${opaque === undefined ? '(none)' : JSON.stringify(opaque)} in a ${r.keys.length}-key ${r.command} whose next position is ${r.cursor}; the connection was reset`,
+        `memcached ${this.host.server} sent ${code} with opaque ${index === undefined ? '(none)' : Number.isNaN(index) ? '(not a position)' : `O${index}`} in a ${r.keys.length}-key ${r.command} whose next position is ${r.cursor}; the connection was reset`,
         { server: this.host.server, command: r.command },
       );
     }

@@ -17,8 +17,11 @@ export interface MetaFlags {
   key: string | undefined;
   /** `b`: the key is base64-encoded. */
   base64: boolean;
-  /** `O`: the opaque token, without the `O`. */
-  opaque: string | undefined;
+  /**
+   * `O`: the opaque token as a number (this client sends positions, `O0`…`O99`); `NaN` when it is
+   * not a decimal of at most 9 digits.
+   */
+  opaque: number | undefined;
   /** `W`: this caller won the token (lease, recache or stale refresh). */
   win: boolean;
   /** `X`: the item is stale. */
@@ -309,7 +312,7 @@ export class MetaReplyParser {
           f.key = buf.toString('utf8', argStart, i);
           break;
         case 79: // O
-          f.opaque = buf.toString('latin1', argStart, i);
+          f.opaque = smallDecimal(buf, argStart, i);
           break;
         case 98: // b
           if (single) f.base64 = true;
@@ -391,6 +394,18 @@ export class MetaReplyParser {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The decimal `buf[start..end)` of 1 to 9 digits, else NaN. */
+function smallDecimal(buf: Buffer, start: number, end: number): number {
+  if (start === end || end - start > 9) return NaN;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) return NaN;
+    n = n * 10 + d;
+  }
+  return n;
+}
 
 function printable(buf: Buffer, start: number, end: number): string {
   const max = 80;
