@@ -170,6 +170,9 @@ export interface WorkloadResult {
     oursBinary?: number;
     /** ours-binary ops/s ÷ memjs ops/s (both binary protocol). */
     oursBinaryOverMemjs?: number;
+    /** Ours with protocol: 'meta' (get/set/getMany workloads), and its ops/s ÷ ours (text). */
+    oursMeta?: number;
+    metaOverText?: number;
     bestPeer?: { client: ClientName; opsPerSec: number };
     /** ours ops/s ÷ best peer ops/s. */
     oursOverBestPeer?: number;
@@ -642,6 +645,7 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
   const oursNoBatch = ok.find((r) => r.client === 'ours-nobatch')?.opsPerSec;
   const oursBinary = ok.find((r) => r.client === 'ours-binary')?.opsPerSec;
   const memjs = ok.find((r) => r.client === 'memjs')?.opsPerSec;
+  const oursMeta = ok.find((r) => r.client === 'ours-meta')?.opsPerSec;
   const raw = ok.find((r) => r.client === 'raw')?.opsPerSec;
   const cpuOf = (client: ClientName): number | undefined =>
     ok.find((r) => r.client === client)?.cpuUsPerOp;
@@ -670,6 +674,10 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
     ...(oursBinary === undefined ? {} : { oursBinary }),
     ...(oursBinary !== undefined && memjs !== undefined && memjs > 0
       ? { oursBinaryOverMemjs: oursBinary / memjs }
+      : {}),
+    ...(oursMeta === undefined ? {} : { oursMeta }),
+    ...(oursMeta !== undefined && ours !== undefined && ours > 0
+      ? { metaOverText: oursMeta / ours }
       : {}),
     ...(best === undefined ? {} : { bestPeer: { client: best.client, opsPerSec: best.opsPerSec } }),
     ...(ours !== undefined && best !== undefined && best.opsPerSec > 0

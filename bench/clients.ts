@@ -12,12 +12,12 @@ import { attachOtel, attachPlainSubscriber, type Attach } from './tracing.js';
 
 /**
  * The clients of a run. `ours-nobatch` is ours with `autoBatch: false` (only in the concurrent
- * get workloads, where auto-batching applies); `ours-baseline` is another build of ours, loaded
- * from the module named by `BENCH_BASELINE` (to compare two versions in one run);
- * `ours-traced` is ours with a plain subscriber on the `memcached:command` TracingChannel and
- * `ours-otel` ours with the `nestjs-memcached/otel` bridge into the OpenTelemetry SDK (both only
- * in the 100-byte workloads, attached only during their own rounds); `raw` is the socket ceiling
- * (see raw.ts).
+ * get workloads, where auto-batching applies); `ours-meta` is ours with `protocol: 'meta'` (in the
+ * get/set/getMany workloads); `ours-baseline` is another build of ours, loaded from the module
+ * named by `BENCH_BASELINE` (to compare two versions in one run); `ours-traced` is ours with a
+ * plain subscriber on the `memcached:command` TracingChannel and `ours-otel` ours with the
+ * `nestjs-memcached/otel` bridge into the OpenTelemetry SDK (both only in the 100-byte workloads,
+ * attached only during their own rounds); `raw` is the socket ceiling (see raw.ts).
  */
 export const CLIENT_NAMES = [
   'ours',
@@ -26,6 +26,7 @@ export const CLIENT_NAMES = [
   'ours-nobatch',
   'ours-traced',
   'ours-otel',
+  'ours-meta',
   'memjs',
   'memcached',
   'memcache-client',
@@ -121,6 +122,8 @@ export function createDriver(name: DriverName, o: DriverOptions): Driver {
         attachOtel,
         'instrumentMemcached() into the OpenTelemetry SDK: BasicTracerProvider + BatchSpanProcessor (exporter drops the spans), MeterProvider + a metric reader (histogram aggregated, never exported)',
       );
+    case 'ours-meta':
+      return oursDriver(o, true, MemcachedClient, name, undefined, 'meta');
     case 'memjs':
       return memjsDriver(o);
     case 'memcached':
@@ -140,9 +143,10 @@ function oursDriver(
     | 'ours-baseline'
     | 'ours-nobatch'
     | 'ours-traced'
-    | 'ours-otel' = autoBatch ? 'ours' : 'ours-nobatch',
+    | 'ours-otel'
+    | 'ours-meta' = autoBatch ? 'ours' : 'ours-nobatch',
   origin?: string,
-  protocol?: 'binary',
+  protocol?: 'binary' | 'meta',
 ): Driver {
   const algorithm = o.compression;
   const client = new Client({
@@ -164,7 +168,7 @@ function oursDriver(
     name,
     notes: [
       ...(origin === undefined ? [] : [origin]),
-      `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'} (${shown.join(', ')})`,
+      `defaults except timeout/maxValueSize${autoBatch ? '' : '/autoBatch'}${protocol === undefined ? '' : '/protocol'} (${shown.join(', ')})`,
       ...(algorithm === 'zlib'
         ? [`compression: { threshold: ${COMPRESSION_THRESHOLD} } (zlib level 6)`]
         : []),

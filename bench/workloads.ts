@@ -22,10 +22,15 @@ export interface Workload {
   batch?: number;
   /** `main` workloads compare every client; `linearity` is ours (and raw) over value sizes. */
   group: 'main' | 'linearity';
-  /** Restrict to these clients (default: every selected client, see {@link clientsFor}). */
+  /**
+   * Restrict to these clients (default: every selected client, see {@link clientsFor}; `ours-meta`
+   * only where `meta` is set).
+   */
   clients?: readonly ClientName[];
   /** `setCompressed`: the algorithm (default zlib, the one every peer that compresses has). */
   compression?: 'zlib' | 'lz4';
+  /** `ours-meta` runs it too (the meta protocol's columns). */
+  meta?: boolean;
 }
 
 /**
@@ -42,17 +47,19 @@ export function clientsFor(workload: Workload, selected: readonly ClientName[]):
         ? batchable
         : c === 'ours-traced' || c === 'ours-otel'
           ? small
-          : true,
+          : c === 'ours-meta'
+            ? workload.meta === true
+            : true,
   );
 }
 
 const KB = 1024;
 
 export const WORKLOADS: readonly Workload[] = [
-  w('get', 100, 1, 1000),
-  w('get', 100, 64, 1000),
-  w('set', 100, 1, 1000),
-  w('set', 100, 64, 1000),
+  w('get', 100, 1, 1000, true),
+  w('get', 100, 64, 1000, true),
+  w('set', 100, 1, 1000, true),
+  w('set', 100, 64, 1000, true),
   {
     id: 'getMany100-100B-c8',
     title: 'getMany 100 keys × 100 B, c8',
@@ -62,8 +69,9 @@ export const WORKLOADS: readonly Workload[] = [
     keyCount: 1000,
     batch: 100,
     group: 'main',
+    meta: true,
   },
-  w('get', 10 * KB, 64, 500),
+  w('get', 10 * KB, 64, 500, true),
   w('get', 512 * KB, 4, 16),
   {
     id: 'setCompressed-4KB-c64',
@@ -108,8 +116,15 @@ export const WORKLOADS: readonly Workload[] = [
   })),
 ];
 
-function w(op: 'get' | 'set', size: number, concurrency: number, keyCount: number): Workload {
+function w(
+  op: 'get' | 'set',
+  size: number,
+  concurrency: number,
+  keyCount: number,
+  meta = false,
+): Workload {
   return {
+    ...(meta ? { meta } : {}),
     id: `${op}-${sizeLabel(size).replace(' ', '')}-c${concurrency}`,
     title: `${op} ${sizeLabel(size)}, c${concurrency}`,
     op,

@@ -1,7 +1,10 @@
+import type { MemcachedProtocol } from './options.js';
 import 'reflect-metadata';
 import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, ModuleRef } from '@nestjs/core';
+import { resolveCachePolicy } from './cache/options.js';
 import type { CacheableOptions, CacheEvictOptions } from './decorators/cache-options.js';
+import { MemcachedOptionsError } from './errors.js';
 import { CACHEABLE_METADATA, CACHE_EVICT_METADATA, WRAPPED_METHOD } from './memcached.constants.js';
 import type { MemcachedService } from './memcached.service.js';
 import { describeClient, getMemcachedToken } from './memcached.utils.js';
@@ -19,6 +22,11 @@ function isObservableClass(type: unknown): boolean {
     typeof proto['subscribe'] === 'function' &&
     typeof proto['pipe'] === 'function'
   );
+}
+
+/** The protocol of a registered client. */
+function protocolOf(service: MemcachedService): MemcachedProtocol {
+  return service.client.options?.protocol ?? 'text';
 }
 
 function checkTtl(ttl: unknown, where: string): void {
@@ -168,7 +176,7 @@ export class MemcachedExplorer implements OnModuleInit {
     methodName: string,
   ): Call {
     const where = `@Cacheable on ${label}`;
-    const { key, ttl, condition, unless } = options;
+    const { key, ttl, condition, unless, staleWhileRevalidate, lease } = options;
     checkTtl(ttl, where);
     if (
       key !== undefined &&
@@ -187,6 +195,12 @@ export class MemcachedExplorer implements OnModuleInit {
       }
     }
     const service = this.resolveClient(options.client, where);
+    // Throws for lease / staleWhileRevalidate on a client without protocol 'meta', or bad numbers.
+    const policy = resolveCachePolicy(
+      { ttl, staleWhileRevalidate, lease },
+      protocolOf(service),
+      `${where} (${describeClient(options.client)})`,
+    );
     const keyPrefix = service.client.options.keyPrefix;
     const logger = this.logger;
     let passThrough = false;
@@ -228,7 +242,7 @@ export class MemcachedExplorer implements OnModuleInit {
           return next(self, args);
         }
         return service.cacheAside(cacheKey, () => next(self, args), {
-          ttl,
+          policy,
           label,
           unless: unless === undefined ? undefined : (result) => unless(result, ...args),
           onUncacheable,
@@ -239,7 +253,10 @@ export class MemcachedExplorer implements OnModuleInit {
 
   private evictCall(next: Call, options: CacheEvictOptions, label: string): Call {
     const where = `@CacheEvict on ${label}`;
-    const { key, keys, beforeInvocation } = options;
+    const { key, keys, beforeInvocation, stale } = options;
+    if (stale !== undefined && typeof stale !== 'boolean') {
+      throw new TypeError(`${where}: stale must be true or false`);
+    }
     const valid = (v: unknown): boolean =>
       typeof v === 'function' || (typeof v === 'string' && v !== '') || Array.isArray(v);
     if ((key === undefined) === (keys === undefined)) {
@@ -254,6 +271,12 @@ export class MemcachedExplorer implements OnModuleInit {
       throw new TypeError(`${where}: keys must be a string array or a function of the arguments`);
     }
     const service = this.resolveClient(options.client, where);
+    if (stale === true && protocolOf(service) !== 'meta') {
+      throw new MemcachedOptionsError(
+        'protocol',
+        `${where} asks for stale: true, which marks entries stale with the meta protocol; ${describeClient(options.client)} uses protocol '${protocolOf(service)}' (register it with protocol: 'meta', or drop stale)`,
+      );
+    }
     const keysOf = (args: unknown[]): string[] => {
       try {
         const raw: unknown =
@@ -277,9 +300,9 @@ export class MemcachedExplorer implements OnModuleInit {
       }
     };
     return async (self, args) => {
-      if (beforeInvocation === true) await service.evict(keysOf(args), label);
+      if (beforeInvocation === true) await service.evict(keysOf(args), label, stale === true);
       const result = await next(self, args);
-      if (beforeInvocation !== true) await service.evict(keysOf(args), label);
+      if (beforeInvocation !== true) await service.evict(keysOf(args), label, stale === true);
       return result;
     };
   }

@@ -7,24 +7,27 @@ import {
   type StorageOptions,
   type UpdateOptions,
 } from './client/memcached-client.js';
-import { publishCacheOutcome } from './observability/events.js';
 import type { ServerPoolStats } from './observability/pool-stats.js';
 import type { ServerSpec } from './cluster/servers.js';
-import type { MemcachedOptions } from './options.js';
+import { CacheAside } from './cache/cache-aside.js';
+import {
+  resolveCachePolicy,
+  type CachePolicy,
+  type GetOrSetOptions,
+  type InvalidateOptions,
+} from './cache/options.js';
+import { cacheAsideOf } from './cache/registry.js';
+import type { MemcachedOptions, MemcachedProtocol } from './options.js';
 import { DEFAULT_MEMCACHED_NAME } from './memcached.constants.js';
 import { CacheErrorReporter } from './utils/error-reporter.js';
 
-/** Options of {@link MemcachedService.getOrSet}. */
-export interface GetOrSetOptions<T> {
-  /** TTL of the stored value in seconds (memcached semantics); default: the client's `defaultTtl`. */
-  ttl?: number;
-  /** Return `true` to keep a computed value out of the cache (it is still returned). */
-  unless?: (value: T) => boolean;
-}
+export type { GetOrSetOptions, InvalidateOptions, LeaseOptions } from './cache/options.js';
+export { isUncacheable } from './cache/cache-aside.js';
 
 /** @internal What the explorer passes to {@link MemcachedService.cacheAside}. */
 export interface CacheAsideOptions {
-  ttl?: number;
+  /** ttl, staleWhileRevalidate and lease, validated (resolveCachePolicy). */
+  policy?: CachePolicy;
   /** `true` → do not store this result. */
   unless?: (value: unknown) => boolean;
   /** What is being cached, for log messages (e.g. `ProductsService.findOne`). */
@@ -33,26 +36,7 @@ export interface CacheAsideOptions {
   onUncacheable?: (value: unknown) => void;
 }
 
-interface Flight {
-  promise: Promise<unknown>;
-  /** Set when the key was written or evicted meanwhile: the result must not be stored. */
-  stale: boolean;
-}
-
-/**
- * Whether `value` is something that cannot be cached: an Observable/Subject (`subscribe`), a
- * stream (`pipe`) or a Nest `StreamableFile` (`getStream`).
- * @internal
- */
-export function isUncacheable(value: unknown): boolean {
-  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false;
-  const v = value as Record<string, unknown>;
-  return (
-    typeof v['subscribe'] === 'function' ||
-    typeof v['pipe'] === 'function' ||
-    typeof v['getStream'] === 'function'
-  );
-}
+const NO_POLICY: CachePolicy = { ttl: undefined, staleWhileRevalidate: 0, lease: undefined };
 
 function isClient(value: unknown): value is MemcachedClient {
   if (value instanceof MemcachedClient) return true;
@@ -68,14 +52,13 @@ function isClient(value: unknown): value is MemcachedClient {
 
 /**
  * The injectable memcached client of a Nest app: every method of {@link MemcachedClient} with the
- * same signature (it delegates to {@link MemcachedService.client}), plus
- * {@link MemcachedService.getOrSet}. `MemcachedModule` creates one per registration; the default
- * one is injected by its class, named ones with `@InjectMemcached(name)`. Its sockets close in
- * `onApplicationShutdown`.
+ * same signature (it delegates to {@link MemcachedService.client}), `getOrSet` and `invalidate`
+ * included. `MemcachedModule` creates one per registration; the default one is injected by its
+ * class, named ones with `@InjectMemcached(name)`. Its sockets close in `onApplicationShutdown`.
  *
- * Writes through the service (`set`, `delete`, ...) also cancel the storing of a value that a
- * concurrent `getOrSet` / `@Cacheable` call is still computing for the same key, so a value
- * computed from older data never overwrites a newer write or an eviction.
+ * `getOrSet` and `@Cacheable` share the client's single flights; writes (`set`, `delete`, ...)
+ * cancel the storing of a value that a concurrent call is still computing for the same key, so a
+ * value computed from older data never overwrites a newer write or an eviction.
  */
 export class MemcachedService implements OnApplicationShutdown {
   /** The framework-free client this service delegates to. */
@@ -84,7 +67,10 @@ export class MemcachedService implements OnApplicationShutdown {
   readonly name: string;
   /** @internal */
   readonly reporter: CacheErrorReporter;
-  private readonly flights = new Map<string, Flight>();
+  /** The client's cache-aside flow (shared with `client.getOrSet`). */
+  private readonly cache: CacheAside;
+  /** Set when the client is not one of this package's own: the service then marks writes itself. */
+  private readonly ownCache: CacheAside | undefined;
   private closing: Promise<void> | undefined;
 
   /**
@@ -100,6 +86,26 @@ export class MemcachedService implements OnApplicationShutdown {
       ? clientOrOptions
       : new MemcachedClient(clientOrOptions);
     this.name = name;
+    const shared = cacheAsideOf(this.client);
+    if (shared === undefined) {
+      // A client from elsewhere (another copy of the package, a stand-in): plain cache-aside over
+      // its public get and set.
+      const client = this.client;
+      this.ownCache = new CacheAside({
+        protocol: 'text',
+        defaultTtl: 0,
+        get: (key) => client.get(key),
+        set: (key, value, ttl) => client.set(key, value, ttl === undefined ? undefined : { ttl }),
+        lease: () => Promise.resolve(undefined),
+        decode: () => undefined,
+        fill: () => Promise.resolve(false),
+        rearm: () => Promise.resolve(false),
+        release: () => Promise.resolve(false),
+        invalidate: () => Promise.resolve(false),
+        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      });
+    }
+    this.cache = shared ?? this.ownCache!;
     const logger = new Logger('MemcachedService');
     this.reporter = new CacheErrorReporter(logger, name);
     // Failover transitions are rare and worth a line each.
@@ -142,9 +148,10 @@ export class MemcachedService implements OnApplicationShutdown {
    * `undefined`, an Observable or a stream, or `unless(value)` is true).
    *
    * Concurrent calls for one missing key share one run of `factory` (single flight, per key and
-   * per service). Cache failures never fail the call: they are logged (at most once per error
-   * kind per 30 s) and the factory's value is returned. Errors thrown by `factory` reject every
-   * waiting caller and nothing is stored.
+   * per client). On `protocol: 'meta'`, `lease` and `staleWhileRevalidate` work across processes
+   * (see {@link MemcachedClient.getOrSet}). Cache failures never fail the call: they are logged
+   * (at most once per error kind per 30 s) and the factory's value is returned. Errors thrown by
+   * `factory` reject every waiting caller and nothing is stored. Invalid options reject at once.
    *
    * A hit returns the value as the serde read it back (a `Date` comes back as its ISO string,
    * class instances as plain objects); a miss returns the factory's value itself.
@@ -154,9 +161,15 @@ export class MemcachedService implements OnApplicationShutdown {
     factory: () => T | Promise<T>,
     opts: GetOrSetOptions<T> = {},
   ): Promise<T> {
+    let policy: CachePolicy;
+    try {
+      policy = resolveCachePolicy(opts, this.protocol, `getOrSet "${String(key)}"`);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const unless = opts.unless;
     return this.cacheAside(key, factory, {
-      ttl: opts.ttl,
+      policy,
       unless: unless === undefined ? undefined : (value) => unless(value as T),
       label: 'getOrSet',
     }) as Promise<T>;
@@ -164,85 +177,51 @@ export class MemcachedService implements OnApplicationShutdown {
 
   /** @internal The cache-aside flow behind getOrSet and @Cacheable. */
   cacheAside(key: string, compute: () => unknown, opts: CacheAsideOptions = {}): Promise<unknown> {
-    const existing = this.flights.get(key);
-    if (existing !== undefined) {
-      publishCacheOutcome(key, 'coalesced');
-      return existing.promise;
-    }
-    const flight: Flight = { promise: Promise.resolve(), stale: false };
-    const what = opts.label === undefined ? `"${key}"` : `"${key}" (${opts.label})`;
-    flight.promise = (async () => {
-      try {
-        let hit: unknown;
-        let readFailed = false;
-        try {
-          hit = await this.client.get(key);
-        } catch (error) {
-          readFailed = true;
-          this.reporter.report(`reading ${what}`, error);
-        }
-        if (hit !== undefined) {
-          publishCacheOutcome(key, 'hit');
-          return hit;
-        }
-        publishCacheOutcome(key, readFailed ? 'error' : 'miss');
-        const value: unknown = await compute();
-        if (value === undefined || flight.stale) return value;
-        if (isUncacheable(value)) {
-          opts.onUncacheable?.(value);
-          return value;
-        }
-        if (opts.unless !== undefined) {
-          let skip: boolean;
-          try {
-            skip = opts.unless(value);
-          } catch (error) {
-            this.reporter.report(`evaluating "unless" for ${what}`, error);
-            skip = true;
-          }
-          if (skip) return value;
-        }
-        try {
-          await this.client.set(key, value, opts.ttl === undefined ? undefined : { ttl: opts.ttl });
-        } catch (error) {
-          this.reporter.report(`writing ${what}`, error);
-        }
-        return value;
-      } finally {
-        if (this.flights.get(key) === flight) this.flights.delete(key);
-      }
-    })();
-    this.flights.set(key, flight);
-    return flight.promise;
+    return this.cache.run(key, compute, opts.policy ?? NO_POLICY, {
+      report: (doing, error) => this.reporter.report(doing, error),
+      unless: opts.unless,
+      label: opts.label,
+      onUncacheable: opts.onUncacheable,
+    });
   }
 
   /**
-   * @internal Deletes `keys` for `@CacheEvict`; failures are logged, never thrown. Values being
-   * computed for these keys are not stored.
+   * @internal Deletes `keys` for `@CacheEvict` (marks them stale with `stale: true`); failures are
+   * logged, never thrown. Values being computed for these keys are not stored.
    */
-  async evict(keys: readonly string[], label?: string): Promise<void> {
+  async evict(keys: readonly string[], label?: string, stale = false): Promise<void> {
     if (keys.length === 0) return;
     try {
-      if (keys.length === 1) await this.delete(keys[0]!);
+      if (stale) await Promise.all(keys.map((key) => this.invalidate(key)));
+      else if (keys.length === 1) await this.delete(keys[0]!);
       else await this.deleteMany(keys);
     } catch (error) {
       const what = keys.map((k) => `"${k}"`).join(', ');
-      this.reporter.report(`evicting ${what}${label === undefined ? '' : ` (${label})`}`, error);
+      this.reporter.report(
+        `${stale ? 'invalidating' : 'evicting'} ${what}${label === undefined ? '' : ` (${label})`}`,
+        error,
+      );
     }
   }
 
-  /** Marks values being computed for `key` (or for every key) as not to be stored. */
-  private invalidate(key?: string): void {
-    if (key === undefined) {
-      for (const flight of this.flights.values()) flight.stale = true;
-      this.flights.clear();
-      return;
-    }
-    const flight = this.flights.get(key);
-    if (flight !== undefined) {
-      flight.stale = true;
-      this.flights.delete(key);
-    }
+  /**
+   * Marks the value of `key` stale instead of deleting it (`protocol: 'meta'` only); see
+   * {@link MemcachedClient.invalidate}. `false` when the key is missing.
+   */
+  invalidate(key: string, opts?: InvalidateOptions): Promise<boolean> {
+    this.written(key);
+    return this.client.invalidate(key, opts);
+  }
+
+  /** The client's protocol (a stand-in client without options counts as text). */
+  private get protocol(): MemcachedProtocol {
+    const options = (this.client as Partial<Pick<MemcachedClient, 'options'>>).options;
+    return options?.protocol ?? 'text';
+  }
+
+  /** Marks values being computed for `key` (or every key) as not to be stored. */
+  private written(key?: string): void {
+    this.ownCache?.written(key);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -278,36 +257,37 @@ export class MemcachedService implements OnApplicationShutdown {
 
   /** Stores `value` under `key`. */
   set(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
-    this.invalidate(key);
+    this.written(key);
     return this.client.set(key, value, opts);
   }
 
   /** Stores only if the key does not exist; `false` when it does. */
   add(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
+    this.written(key);
     return this.client.add(key, value, opts);
   }
 
   /** Stores only if the key exists; `false` when it does not. */
   replace(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
-    this.invalidate(key);
+    this.written(key);
     return this.client.replace(key, value, opts);
   }
 
   /** Appends raw bytes (string as UTF-8, or a Buffer) to an existing value; `false` when missing. */
   append(key: string, value: string | Buffer, opts?: StorageOptions): Promise<boolean> {
-    this.invalidate(key);
+    this.written(key);
     return this.client.append(key, value, opts);
   }
 
   /** Prepends raw bytes to an existing value; `false` when missing. */
   prepend(key: string, value: string | Buffer, opts?: StorageOptions): Promise<boolean> {
-    this.invalidate(key);
+    this.written(key);
     return this.client.prepend(key, value, opts);
   }
 
   /** Stores only if the item is unchanged since `gets` returned `cas`; `false` when stale or gone. */
   cas(key: string, value: unknown, cas: string, opts?: StorageOptions): Promise<boolean> {
-    this.invalidate(key);
+    this.written(key);
     return this.client.cas(key, value, cas, opts);
   }
 
@@ -317,21 +297,21 @@ export class MemcachedService implements OnApplicationShutdown {
     fn: (current: T | undefined) => T | Promise<T>,
     opts?: UpdateOptions,
   ): Promise<T> {
-    this.invalidate(key);
+    this.written(key);
     return this.client.update<T>(key, fn, opts);
   }
 
   /** Stores many entries (pipelined per server); resolves to the keys that were NOT stored. */
   setMany(entries: SetManyEntries, opts?: StorageOptions): Promise<string[]> {
-    if (this.flights.size > 0) {
+    if (this.ownCache !== undefined && this.ownCache.inFlight > 0) {
       const keys =
         entries instanceof Map
           ? [...(entries as ReadonlyMap<string, unknown>).keys()]
           : typeof entries === 'object' && entries !== null && !(Symbol.iterator in entries)
             ? Object.keys(entries)
             : undefined;
-      if (keys === undefined) this.invalidate();
-      else for (const key of keys) this.invalidate(key);
+      if (keys === undefined) this.written();
+      else for (const key of keys) this.written(key);
     }
     return this.client.setMany(entries, opts);
   }
@@ -341,14 +321,14 @@ export class MemcachedService implements OnApplicationShutdown {
 
   /** Deletes `key`; `false` when it was missing. */
   delete(key: string): Promise<boolean> {
-    this.invalidate(key);
+    this.written(key);
     return this.client.delete(key);
   }
 
   /** Deletes many keys (pipelined per server); resolves to how many existed. */
   deleteMany(keys: Iterable<string>): Promise<number> {
     const list = [...keys];
-    for (const key of list) this.invalidate(key);
+    for (const key of list) this.written(key);
     return this.client.deleteMany(list);
   }
 
@@ -364,7 +344,7 @@ export class MemcachedService implements OnApplicationShutdown {
   incr(key: string, delta?: number): Promise<number | undefined>;
   incr(key: string, delta: bigint): Promise<bigint | undefined>;
   incr(key: string, delta: number | bigint = 1): Promise<number | bigint | undefined> {
-    this.invalidate(key);
+    this.written(key);
     return typeof delta === 'bigint' ? this.client.incr(key, delta) : this.client.incr(key, delta);
   }
 
@@ -372,7 +352,7 @@ export class MemcachedService implements OnApplicationShutdown {
   decr(key: string, delta?: number): Promise<number | undefined>;
   decr(key: string, delta: bigint): Promise<bigint | undefined>;
   decr(key: string, delta: number | bigint = 1): Promise<number | bigint | undefined> {
-    this.invalidate(key);
+    this.written(key);
     return typeof delta === 'bigint' ? this.client.decr(key, delta) : this.client.decr(key, delta);
   }
 
@@ -381,7 +361,7 @@ export class MemcachedService implements OnApplicationShutdown {
 
   /** Invalidates every item on every server, optionally after `delaySeconds`. */
   flushAll(delaySeconds?: number): Promise<void> {
-    this.invalidate();
+    this.written();
     return this.client.flushAll(delaySeconds);
   }
 

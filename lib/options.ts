@@ -7,9 +7,19 @@ import { normalizeCompressionOptions, type CompressionOptions } from './serde/co
 
 export type HashingScheme = 'ketama' | 'rendezvous' | 'modula';
 
-/** Wire protocols (the `protocol` option). */
-export const PROTOCOL_NAMES = ['text', 'binary'] as const;
-export type Protocol = (typeof PROTOCOL_NAMES)[number];
+/**
+ * Wire protocols: `'text'` (the classic text protocol, every memcached and proxy), `'meta'`
+ * (memcached's meta commands, memcached ≥ 1.6.10: leases and stale-while-revalidate) and
+ * `'binary'` (memcached's binary protocol, the one that carries SASL).
+ */
+export type MemcachedProtocol = 'text' | 'meta' | 'binary';
+
+/** Every value `protocol` accepts. */
+export const MEMCACHED_PROTOCOLS = [
+  'text',
+  'meta',
+  'binary',
+] as const satisfies readonly MemcachedProtocol[];
 
 /** Commands a retry policy may repeat (the names `retry.unsafeCommands` accepts). */
 export const RETRYABLE_COMMANDS = [
@@ -90,8 +100,11 @@ export interface MemcachedOptions {
    * `'binary'`; `false` or absent: no auth.
    */
   auth?: { username: string; password: string } | false;
-  /** The wire protocol: `'text'` (default) or `'binary'` (memcached's binary protocol, SASL). */
-  protocol?: Protocol;
+  /**
+   * Wire protocol: `'text'` (default), `'meta'` (needed by `getOrSet` leases,
+   * `staleWhileRevalidate` and `invalidate`) or `'binary'` (memcached's binary protocol, SASL).
+   */
+  protocol?: MemcachedProtocol;
   /** Largest value (after serialization and compression) accepted, in bytes. */
   maxValueSize?: number;
   /** TTL in seconds applied when a call gives none. */
@@ -133,7 +146,7 @@ export interface ResolvedOptions {
   compression: Required<CompressionOptions> | undefined;
   tls: tls.ConnectionOptions | undefined;
   auth: { username: string; password: string } | undefined;
-  protocol: Protocol;
+  protocol: MemcachedProtocol;
   maxValueSize: number;
   defaultTtl: number;
   keepAlive: boolean;
@@ -242,10 +255,10 @@ export function resolveOptions(
     );
   }
   const protocol = input.protocol ?? 'text';
-  if (!(PROTOCOL_NAMES as readonly unknown[]).includes(protocol)) {
+  if (!(MEMCACHED_PROTOCOLS as readonly unknown[]).includes(protocol)) {
     throw new MemcachedOptionsError(
       'protocol',
-      `must be one of ${PROTOCOL_NAMES.map((p) => `'${p}'`).join(', ')}, got ${show(protocol)}`,
+      `must be one of ${MEMCACHED_PROTOCOLS.map((p) => `'${p}'`).join(', ')}, got ${show(protocol)}`,
     );
   }
   const serde = input.serde ?? defaultSerde;

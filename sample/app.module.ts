@@ -34,6 +34,20 @@ const servers = (config: ConfigService, name: string): string =>
         connectTimeout: 500,
       }),
     }),
+    // A named client for rendered product pages, on memcached's meta protocol (memcached 1.6.10+):
+    // leases and stale-while-revalidate (PAGES_MEMCACHED_SERVERS, else the default servers).
+    MemcachedModule.forRootAsync({
+      name: 'pages',
+      isGlobal: true,
+      inject: [ConfigService],
+      useFactory: (config: ConfigService) => ({
+        servers: servers(config, 'PAGES_MEMCACHED_SERVERS'),
+        protocol: 'meta' as const,
+        keyPrefix: 'pages:',
+        timeout: 500,
+        connectTimeout: 500,
+      }),
+    }),
     ProductsModule,
     HealthModule,
     MetricsModule,

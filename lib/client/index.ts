@@ -13,6 +13,7 @@ export type {
   UpdateOptions,
 } from './memcached-client.js';
 export type { CommandContext, Interceptor } from './interceptors.js';
+export type { GetOrSetOptions, InvalidateOptions, LeaseOptions } from '../cache/options.js';
 export type {
   MemcachedCacheEvent,
   MemcachedCacheOutcome,
@@ -25,6 +26,7 @@ export type {
   HashingScheme,
   MemcachedOptionName,
   MemcachedOptions,
+  MemcachedProtocol,
   RetryOptions,
   RetryableCommand,
 } from '../options.js';

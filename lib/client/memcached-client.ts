@@ -1,6 +1,19 @@
 import { EventEmitter } from 'node:events';
+import { CacheAside, type CacheBackend } from '../cache/cache-aside.js';
+import {
+  resolveCachePolicy,
+  resolveStaleTtl,
+  type GetOrSetOptions,
+  type InvalidateOptions,
+} from '../cache/options.js';
+import { registerCacheAside } from '../cache/registry.js';
 import { Cluster, type ServerNode } from '../cluster/cluster.js';
-import { MemcachedConflictError, MemcachedError, MemcachedValueError } from '../errors.js';
+import {
+  MemcachedConflictError,
+  MemcachedError,
+  MemcachedOptionsError,
+  MemcachedValueError,
+} from '../errors.js';
 import { serverPoolStats, type ServerPoolStats } from '../observability/pool-stats.js';
 import {
   DEFAULTS,
@@ -11,8 +24,9 @@ import {
 } from '../options.js';
 import type { ServerSpec } from '../cluster/servers.js';
 import type { ProtocolDriver } from '../protocol/driver.js';
-import type { RetrievedItem, StoreOp, StoreStatus } from '../protocol/request.js';
 import { binaryDriver } from '../protocol/binary/driver.js';
+import { createMetaDriver } from '../protocol/meta/driver.js';
+import type { LeasedItem, RetrievedItem, StoreOp, StoreStatus } from '../protocol/request.js';
 import { textDriver } from '../protocol/text/driver.js';
 import { GetBatcher } from './batcher.js';
 import { ValueCodec, type Encoded } from './codec.js';
@@ -67,16 +81,14 @@ export interface MemcachedClientEvents {
   serverDown: [{ server: string; error: MemcachedError }];
   /** A dead server answered its probe and rejoined. */
   serverUp: [{ server: string }];
-  /** With `ignoreErrors`, an error that was turned into a miss / `false`. */
+  /**
+   * With `ignoreErrors`, an error that was turned into a miss / `false`; and a cache failure that
+   * `getOrSet` went on without the cache for (command `getOrSet`).
+   */
   ignoredError: [{ command: string; error: MemcachedError }];
   /** The server answered a noreply request with an error (no call failed for it). */
   noreplyError: [{ server: string; error: MemcachedError }];
 }
-
-const DRIVERS: { readonly [P in ResolvedOptions['protocol']]: ProtocolDriver } = {
-  text: textDriver,
-  binary: binaryDriver,
-};
 
 const isStored = (status: StoreStatus): boolean => status === 'stored';
 const DEFAULT_UPDATE_ATTEMPTS = 10;
@@ -105,6 +117,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   private readonly interceptors: readonly Interceptor[];
   private readonly lifecycle = new Lifecycle();
   private readonly batcher: GetBatcher | undefined;
+  /** getOrSet's single flights and lease logic. */
+  private readonly cache: CacheAside;
 
   constructor(options: MemcachedOptions = {}) {
     super();
@@ -113,7 +127,14 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     this.prefix = o.keyPrefix;
     this.prefixBytes = o.keyPrefixBytes;
     this.defaultTtl = o.defaultTtl;
-    const driver = DRIVERS[o.protocol];
+    const driver: ProtocolDriver =
+      o.protocol === 'meta'
+        ? createMetaDriver({
+            onUnusedToken: (server, wire, cas) => this.giveBackToken(server, wire, cas),
+          })
+        : o.protocol === 'binary'
+          ? binaryDriver
+          : textDriver;
     const failover = o.failover
       ? { enabled: true, ...o.failover }
       : {
@@ -160,6 +181,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     this.batcher = o.autoBatch
       ? new GetBatcher(driver, (node, request) => this.cluster.dispatch(node, request))
       : undefined;
+    this.cache = new CacheAside(this.cacheBackend());
+    registerCacheAside(this, this.cache);
   }
 
   /** Server ids (`host:port`, `[v6]:port` or socket path) in configuration order. */
@@ -283,31 +306,37 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   /** Stores `value` under `key`. */
   set(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
+    this.cache.written(key);
     return this.store('set', key, value, opts);
   }
 
   /** Stores only if the key does not exist; `false` when it does. */
   add(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
+    this.cache.written(key);
     return this.store('add', key, value, opts);
   }
 
   /** Stores only if the key exists; `false` when it does not. */
   replace(key: string, value: unknown, opts?: StorageOptions): Promise<boolean> {
+    this.cache.written(key);
     return this.store('replace', key, value, opts);
   }
 
   /** Appends raw bytes (string as UTF-8, or a Buffer) to an existing value; `false` when missing. */
   append(key: string, value: string | Buffer, opts?: StorageOptions): Promise<boolean> {
+    this.cache.written(key);
     return this.store('append', key, value, opts);
   }
 
   /** Prepends raw bytes to an existing value; `false` when missing. */
   prepend(key: string, value: string | Buffer, opts?: StorageOptions): Promise<boolean> {
+    this.cache.written(key);
     return this.store('prepend', key, value, opts);
   }
 
   /** Stores only if the item is unchanged since `gets` returned `cas`; `false` when stale or gone. */
   cas(key: string, value: unknown, cas: string, opts?: StorageOptions): Promise<boolean> {
+    this.cache.written(key);
     return this.store('cas', key, value, opts, cas);
   }
 
@@ -315,6 +344,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   setMany(entries: SetManyEntries, opts?: StorageOptions): Promise<string[]> {
     const pairs = toPairs(entries);
     const keys = pairs.map((p) => p[0]);
+    for (const key of keys) this.cache.written(key);
     return this.intercept('setMany', keys, keys, async () => {
       if (pairs.length === 0) return [];
       const ttl = this.ttlOf(opts, 'setMany');
@@ -404,6 +434,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   /** Deletes `key`; `false` when it was missing. */
   delete(key: string): Promise<boolean> {
+    this.cache.written(key);
     return this.intercept('delete', [key], false, () => {
       const wire = this.wire(key, 'delete');
       return this.dispatcher.send(
@@ -418,6 +449,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   /** Deletes many keys (pipelined per server); resolves to how many existed. */
   deleteMany(keys: Iterable<string>): Promise<number> {
     const list = [...new Set(keys)];
+    for (const key of list) this.cache.written(key);
     return this.intercept('deleteMany', list, 0, async () => {
       const wires = this.wires(list, 'deleteMany');
       const results = await this.dispatcher.fanOut(
@@ -463,10 +495,71 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Cache-aside
+
+  /**
+   * The value of `key`; on a miss, `factory()`'s result, which is then stored (unless it is
+   * `undefined`, an Observable or a stream, or `unless(value)` is true).
+   *
+   * Concurrent calls for one key in this process share one run (single flight). On
+   * `protocol: 'meta'`, `lease` makes that one run across every process and client, and
+   * `staleWhileRevalidate` serves an expired or invalidated value while one caller refreshes it
+   * in the background. A write, delete or invalidation of the key while the factory runs wins:
+   * the factory's result is returned but not stored over it. Cache failures never fail the call
+   * (they are emitted as `ignoredError`, command `getOrSet`); errors of `factory` reject every
+   * caller waiting for it. Invalid options reject before anything is sent.
+   */
+  getOrSet<T>(
+    key: string,
+    factory: () => T | Promise<T>,
+    opts: GetOrSetOptions<T> = {},
+  ): Promise<T> {
+    let policy;
+    try {
+      policy = resolveCachePolicy(opts, this.options.protocol, `getOrSet "${String(key)}"`);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const unless = opts.unless;
+    return this.cache.run(key, factory, policy, {
+      report: (_doing, error) =>
+        void this.emit('ignoredError', { command: 'getOrSet', error: asMemcachedError(error) }),
+      unless: unless === undefined ? undefined : (value) => unless(value as T),
+    }) as Promise<T>;
+  }
+
+  /**
+   * Marks the value of `key` stale instead of deleting it (`protocol: 'meta'` only): callers of
+   * `getOrSet` with `staleWhileRevalidate` are still served it (for `staleTtl` seconds, default
+   * 30) while one of them refreshes it; every other read sees a miss. `false` when the key is
+   * missing.
+   */
+  invalidate(key: string, opts?: InvalidateOptions): Promise<boolean> {
+    this.cache.written(key);
+    return this.intercept('invalidate', [key], false, () => {
+      if (this.options.protocol !== 'meta') {
+        throw new MemcachedOptionsError(
+          'protocol',
+          `invalidate needs protocol: 'meta' (memcached's meta commands, memcached 1.6.10 or newer); this client uses protocol '${this.options.protocol}' (use delete)`,
+        );
+      }
+      const wire = this.wire(key, 'invalidate');
+      const ttl = resolveStaleTtl(opts, `invalidate "${key}"`);
+      return this.dispatcher.send(
+        this.cluster.nodeFor(key),
+        'invalidate',
+        { op: 'invalidate', key: wire, ttl },
+        identity,
+      );
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Whole-cluster commands
 
   /** Invalidates every item on every server, optionally after `delaySeconds`. */
   flushAll(delaySeconds?: number): Promise<void> {
+    this.cache.written();
     return this.intercept('flushAll', [], undefined, async () => {
       if (delaySeconds !== undefined) {
         checkTtl(delaySeconds, 'flushAll');
@@ -535,6 +628,106 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   // ------------------------------------------------------------------------------------------
   // Internals
+
+  /** What getOrSet's flow needs, on this client's internal calls (which mark nothing written). */
+  private cacheBackend(): CacheBackend {
+    const send = <T>(
+      key: string,
+      run: (wire: string, node: ServerNode) => Promise<T>,
+      fallback: T,
+    ): Promise<T> =>
+      this.intercept('getOrSet', [key], fallback, () =>
+        run(this.wire(key, 'getOrSet'), this.cluster.nodeFor(key)),
+      );
+    return {
+      protocol: this.options.protocol,
+      defaultTtl: this.defaultTtl,
+      get: (key) => this.get(key),
+      set: (key, value, ttl) => this.store('set', key, value, ttl === undefined ? {} : { ttl }),
+      lease: (key, vivify, recache) =>
+        send<LeasedItem | undefined>(
+          key,
+          (wire, node) =>
+            this.dispatcher.send(
+              node,
+              'getOrSet',
+              { op: 'lease', key: wire, vivify, recache },
+              identity,
+            ),
+          undefined,
+        ),
+      decode: (key, item) =>
+        this.codec.decode(
+          key,
+          {
+            key,
+            flags: item.flags,
+            data: item.data,
+            cas: item.cas,
+            index: 0,
+            tooLarge: item.tooLarge,
+          },
+          'getOrSet',
+        ),
+      fill: (key, value, ttl, mode, cas) =>
+        this.store(mode, key, value, { ttl }, mode === 'cas' ? cas : undefined),
+      rearm: (key, item, ttl) =>
+        send<boolean>(
+          key,
+          (wire, node) =>
+            this.dispatcher.send(
+              node,
+              'getOrSet',
+              {
+                op: 'cas',
+                key: wire,
+                flags: item.flags,
+                ttl,
+                value: item.data,
+                cas: item.cas,
+                noreply: false,
+              },
+              isStored,
+            ),
+          false,
+        ),
+      release: (key, cas) =>
+        send<boolean>(
+          key,
+          (wire, node) =>
+            this.dispatcher.send(node, 'getOrSet', { op: 'release', key: wire, cas }, identity),
+          false,
+        ),
+      invalidate: (key, ttl, cas) =>
+        send<boolean>(
+          key,
+          (wire, node) =>
+            this.dispatcher.send(
+              node,
+              'getOrSet',
+              { op: 'invalidate', key: wire, ttl, cas },
+              identity,
+            ),
+          false,
+        ),
+      sleep: (ms) => this.lifecycle.sleep(ms, 'getOrSet'),
+    };
+  }
+
+  /**
+   * A plain read was handed the refresh token of a stale item (memcached gives it to the first
+   * reader of an invalidated item, whatever it asked): hand it on, so that a getOrSet with
+   * staleWhileRevalidate refreshes the item. Only while the item is unchanged (`C<cas>`).
+   */
+  private giveBackToken(server: string, wire: string, cas: string): void {
+    queueMicrotask(() => {
+      const node = this.cluster.all.find((n) => n.id === server);
+      if (node === undefined || this.lifecycle.closed) return;
+      this.dispatcher
+        .send(node, 'get', { op: 'invalidate', key: wire, cas }, identity)
+        .catch(() => undefined);
+    });
+  }
 
   private intercept<T>(
     command: string,
@@ -627,6 +820,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     key: string,
     delta: number | bigint,
   ): Promise<number | bigint | undefined> {
+    this.cache.written(key);
     return this.intercept(command, [key], undefined, () => {
       const wire = this.wire(key, command);
       const d = checkDelta(delta, command, key);
@@ -647,6 +841,14 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       );
     });
   }
+}
+
+function asMemcachedError(error: unknown): MemcachedError {
+  if (error instanceof MemcachedError) return error;
+  return new MemcachedError(error instanceof Error ? error.message : String(error), {
+    command: 'getOrSet',
+    cause: error,
+  });
 }
 
 function toPairs(entries: SetManyEntries): Array<readonly [string, unknown]> {

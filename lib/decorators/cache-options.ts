@@ -11,6 +11,8 @@ export type CacheUnlessFunction = {
   bivarianceHack(result: unknown, ...args: unknown[]): boolean;
 }['bivarianceHack'];
 
+import type { LeaseOptions } from '../cache/options.js';
+
 /** Options of `@Cacheable`. */
 export interface CacheableOptions {
   /**
@@ -26,6 +28,17 @@ export interface CacheableOptions {
   condition?: CacheArgsFunction<boolean>;
   /** Called with the result and the arguments; `true` keeps this result out of the cache. */
   unless?: CacheUnlessFunction;
+  /**
+   * Seconds after `ttl` during which the old result is still returned at once while one call
+   * (across every process) recomputes it in the background. Needs a client with
+   * `protocol: 'meta'` (the application fails to start otherwise).
+   */
+  staleWhileRevalidate?: number;
+  /**
+   * On a miss, one call across every process computes; the others wait for its result (see
+   * `getOrSet`). `true` = `{ ttl: 30, wait: 2000 }`. Needs a client with `protocol: 'meta'`.
+   */
+  lease?: boolean | LeaseOptions;
 }
 
 interface CacheEvictCommon {
@@ -36,6 +49,12 @@ interface CacheEvictCommon {
    * completed successfully (a throwing method evicts nothing).
    */
   beforeInvocation?: boolean;
+  /**
+   * Mark the entries stale (`invalidate`) instead of deleting them: calls with
+   * `staleWhileRevalidate` keep being served the old result while one of them refreshes it.
+   * Needs a client with `protocol: 'meta'` (the application fails to start otherwise).
+   */
+  stale?: boolean;
 }
 
 /** Options of `@CacheEvict`: one `key`, or several `keys`, plus the common options. */

@@ -32,7 +32,28 @@ export type CommandSpec =
   /** Proves that every noreply request written before it was processed. */
   | { readonly op: 'fence' }
   /** Authentication, the first request on a connection. */
-  | { readonly op: 'auth'; readonly username: string; readonly password: string };
+  | { readonly op: 'auth'; readonly username: string; readonly password: string }
+  // The ops below exist on the meta protocol only (other drivers refuse them).
+  /**
+   * A read that reports the item's lease state: with `vivify` (seconds), a miss creates an empty
+   * placeholder and hands this caller the lease; with `recache` (seconds), the first reader of an
+   * item with less TTL left than that is handed the refresh token.
+   */
+  | {
+      readonly op: 'lease';
+      readonly key: string;
+      readonly vivify?: number;
+      readonly recache?: number;
+    }
+  /** Marks an item stale (optionally with a new TTL, and only while its cas matches). */
+  | {
+      readonly op: 'invalidate';
+      readonly key: string;
+      readonly ttl?: number;
+      readonly cas?: string;
+    }
+  /** Deletes an item only while its cas matches (gives a lease back). */
+  | { readonly op: 'release'; readonly key: string; readonly cas: string };
 
 export type Op = CommandSpec['op'];
 
@@ -53,6 +74,27 @@ export interface RetrievedItem {
   tooLarge: number;
 }
 
+/**
+ * The reply to a `lease` read (meta protocol): the item as stored, and what the server said about
+ * its lease. A placeholder is an empty item the server created for a lease (`win` for the caller
+ * that created it, `contended` for everyone else).
+ */
+export interface LeasedItem {
+  flags: number;
+  data: Buffer;
+  cas: string;
+  /** As for RetrievedItem: the declared size of a value over maxValueSize, else 0. */
+  tooLarge: number;
+  /** Seconds of TTL left; -1 when it never expires. */
+  ttl: number;
+  /** This caller holds the token: it should compute (a lease) or refresh (stale, recache). */
+  win: boolean;
+  /** Marked stale (invalidated). */
+  stale: boolean;
+  /** Another caller already holds the token. */
+  contended: boolean;
+}
+
 /** Outcome of a storage command, as every protocol states it. */
 export type StoreStatus = 'stored' | 'not_stored' | 'exists' | 'not_found';
 
@@ -67,6 +109,8 @@ export interface Replies {
   ok: true;
   stats: Record<string, string>;
   version: string;
+  /** `undefined` when the key is missing (and no placeholder was created). */
+  lease: LeasedItem | undefined;
 }
 
 export type ReplyKind = keyof Replies;
@@ -86,7 +130,11 @@ export type KindOf<O extends Op> = O extends RetrieveOp
             ? 'stats'
             : O extends 'version'
               ? 'version'
-              : 'ok';
+              : O extends 'lease'
+                ? 'lease'
+                : O extends 'invalidate' | 'release'
+                  ? 'delete'
+                  : 'ok';
 
 const KIND: { readonly [O in Op]: KindOf<O> } = {
   get: 'retrieve',
@@ -108,6 +156,9 @@ const KIND: { readonly [O in Op]: KindOf<O> } = {
   version: 'version',
   fence: 'ok',
   auth: 'ok',
+  lease: 'lease',
+  invalidate: 'delete',
+  release: 'delete',
 };
 
 /** What a noreply request is taken to have answered once it is written. */

@@ -1,12 +1,16 @@
 import { Body, Controller, Get, Param, Patch } from '@nestjs/common';
 import { Cacheable } from '../../lib/index.js';
 import { UpdateProductDto } from './dto/update-product.dto.js';
+import { ProductPagesService, type ProductPage } from './product-pages.service.js';
 import type { Product } from './product.js';
 import { PRODUCT_LIST_KEY, ProductsService } from './products.service.js';
 
 @Controller('products')
 export class ProductsController {
-  constructor(private readonly products: ProductsService) {}
+  constructor(
+    private readonly products: ProductsService,
+    private readonly pages: ProductPagesService,
+  ) {}
 
   /** The whole list, cached for 30 s right on the route. */
   @Get()
@@ -23,8 +27,20 @@ export class ProductsController {
     return views === undefined ? product : { ...product, views };
   }
 
+  /**
+   * The rendered product page: a lease makes one render on a miss (across every instance of the
+   * app), stale-while-revalidate serves the old page at once while one request re-renders it.
+   */
+  @Get(':id/page')
+  page(@Param('id') id: string): Promise<ProductPage> {
+    return this.pages.render(id);
+  }
+
+  /** Updates the product; evicts its cache entries and marks its page stale. */
   @Patch(':id')
-  update(@Param('id') id: string, @Body() dto: UpdateProductDto): Promise<Product> {
-    return this.products.update(id, dto);
+  async update(@Param('id') id: string, @Body() dto: UpdateProductDto): Promise<Product> {
+    const product = await this.products.update(id, dto);
+    await this.pages.changed(id);
+    return product;
   }
 }

@@ -3,6 +3,7 @@ import { CacheModule } from '@nestjs/cache-manager';
 import Keyv from 'keyv';
 import { MemcachedService } from '../../lib/index.js';
 import { KeyvMemcached } from '../../lib/keyv/index.js';
+import { ProductPagesService } from './product-pages.service.js';
 import { ProductsController } from './products.controller.js';
 import { ProductsRepository } from './products.repository.js';
 import { ProductsService } from './products.service.js';
@@ -21,6 +22,6 @@ import { StockController } from './stock.controller.js';
     }),
   ],
   controllers: [ProductsController, StockController],
-  providers: [ProductsRepository, ProductsService],
+  providers: [ProductsRepository, ProductsService, ProductPagesService],
 })
 export class ProductsModule {}

@@ -5,6 +5,7 @@
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
+import type { ProductPagesService as Pages } from '../../sample/products/product-pages.service.js';
 import type { ProductsRepository as Repository } from '../../sample/products/products.repository.js';
 import {
   rawRequest,
@@ -34,6 +35,7 @@ let cacheB: MemcachedProcess;
 let counters: MemcachedProcess;
 let app: INestApplication;
 let repository: Repository;
+let pages: Pages;
 let url: string;
 const savedEnv = { ...process.env };
 
@@ -55,11 +57,13 @@ beforeAll(async () => {
   process.env['SAMPLE_REPOSITORY_DELAY_MS'] = '150';
   const { createApp } = await import('../../sample/app.js');
   const { ProductsRepository } = await import('../../sample/products/products.repository.js');
+  const { ProductPagesService } = await import('../../sample/products/product-pages.service.js');
   app = await createApp({ logger: false });
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address() as { port: number };
   url = `http://127.0.0.1:${address.port}`;
   repository = app.get(ProductsRepository);
+  pages = app.get(ProductPagesService);
 });
 
 afterAll(async () => {
@@ -230,6 +234,36 @@ describe('sample app', () => {
       'server.address': '127.0.0.1',
     });
     expect(setupTracing({})).toBeInstanceOf(Function); // off without OTEL=console
+  });
+
+  test('the product page (meta client, lease): 20 concurrent requests render it once, later ones are cached', async () => {
+    const before = pages.renders;
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, () => request(url).get('/products/1/page').expect(200)),
+    );
+    for (const reply of replies) expect(reply.body).toEqual(replies[0]!.body);
+    expect(replies[0]!.body).toMatchObject({ id: '1', title: 'Espresso machine', price: 249 });
+    await request(url).get('/products/1/page').expect(200);
+    expect(pages.renders - before).toBe(1);
+    await request(url).get('/products/404/page').expect(404);
+  });
+
+  test('an update marks the page stale: the next request gets the old page at once while one re-render runs, then the new page is served', async () => {
+    const old = (await request(url).get('/products/3/page').expect(200)).body as {
+      price: number;
+    };
+    const before = pages.renders;
+    await request(url).patch('/products/3').send({ price: 19.9 }).expect(200);
+    // Served stale: had it waited for the re-render, it would carry the new price.
+    const stale = await request(url).get('/products/3/page').expect(200);
+    expect(stale.body).toMatchObject({ price: old.price });
+    let fresh: { price: number } = stale.body as { price: number };
+    for (let i = 0; i < 50 && fresh.price !== 19.9; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      fresh = (await request(url).get('/products/3/page').expect(200)).body as { price: number };
+    }
+    expect(fresh.price).toBe(19.9);
+    expect(pages.renders - before).toBe(1);
   });
 
   test('/health is 200 ok when every server is up', async () => {

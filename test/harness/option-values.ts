@@ -31,7 +31,7 @@ export function validOptionValues(servers: string): OptionValues {
     compression: { threshold: 1024, level: 9 },
     tls: { rejectUnauthorized: false },
     auth: { username: 'user', password: 'secret' },
-    protocol: 'binary',
+    protocol: 'meta',
     maxValueSize: 512 * 1024,
     defaultTtl: 60,
     keepAlive: false,

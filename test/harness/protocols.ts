@@ -6,5 +6,6 @@ import type { MemcachedOptions } from '../../lib/index.js';
  */
 export const PROTOCOLS: ReadonlyArray<NonNullable<MemcachedOptions['protocol']>> = [
   'text',
+  'meta',
   'binary',
 ];

@@ -39,6 +39,7 @@ import {
   stopAllMemcached,
   type MemcachedProcess,
 } from '../harness/memcached.js';
+import { PROTOCOLS } from '../harness/protocols.js';
 
 const MiB = 1024 * 1024;
 
@@ -127,10 +128,10 @@ function tally(outcomes: readonly string[]): Record<string, number> {
 describe('noreply writes keep the order of awaited calls over several pooled connections', () => {
   const POOL = 4;
   const ROUNDS = 300;
-  const variants: Array<[string, MemcachedOptions]> = [
-    ['auto-batching on (default)', {}],
-    ['autoBatch: false', { autoBatch: false }],
-  ];
+  const variants: Array<[string, MemcachedOptions]> = PROTOCOLS.flatMap((protocol) => [
+    [`auto-batching on (default), ${protocol}`, { protocol }],
+    [`autoBatch: false, ${protocol}`, { autoBatch: false, protocol }],
+  ]);
 
   for (const [label, extra] of variants) {
     test(`await set(k, i, { noreply }) then await get(k) returns i, ${ROUNDS} times (${label})`, async () => {
@@ -252,11 +253,26 @@ describe('a stall of the client event loop is not a server failure', () => {
 // -----------------------------------------------------------------------------------------------
 
 describe("one caller's error never fails its neighbours, and the connection stays", () => {
-  test('an error reply to a noreply set (SERVER_ERROR object too large) fails no other call pipelined with it', async () => {
-    // memcached 1.6.18 itself suppresses this error for noreply (checked with raw requests: `set
-    // big 0 0 1500000 noreply` on -I 1m answers nothing), so a scripted server plays a server
-    // that does answer it — memcached's own reply to that set without noreply. The contract:
-    // "an error the server raises for a noreply request never fails another caller's call".
+  /**
+   * A server that answers an oversized noreply set with SERVER_ERROR. memcached 1.6.18 itself
+   * suppresses that error for a text-protocol noreply (checked with raw requests: `set big 0 0
+   * 1500000 noreply` on -I 1m answers nothing), so for 'text' a scripted server plays a server
+   * that does answer it — memcached's own reply to that set without noreply. On 'meta' the quiet
+   * flag `q` does not hide errors, so memcached (-I 1m) itself answers it.
+   */
+  async function refusingServer(
+    protocol: NonNullable<MemcachedOptions['protocol']>,
+  ): Promise<{ address: string; connections(): Promise<number>; close(): Promise<void> }> {
+    if (protocol === 'meta') {
+      const real = await startMemcached({ args: ['-I', '1m'] });
+      let probes = 0;
+      return {
+        address: real.address,
+        // Less the connection of each stats request so far (this one included).
+        connections: async () => (await stat(real, 'total_connections')) - ++probes,
+        close: () => real.stop(),
+      };
+    }
     const hostile: HostileServer = await startHostileServer();
     hostile.respond((req, conn) => {
       if (req.data !== undefined && req.data.length > MiB) {
@@ -266,91 +282,115 @@ describe("one caller's error never fails its neighbours, and the connection stay
       const reply = hostile.honestReply(req); // also applies the write
       if (!req.noreply) conn.write(reply);
     });
-    const mc = new MemcachedClient({
-      servers: hostile.address,
-      maxValueSize: 4 * MiB,
-      poolSize: 1,
-    });
-    const downs: string[] = [];
-    mc.on('serverDown', ({ server }) => downs.push(server));
-    try {
-      for (const k of ['a', 'c', 'd', 'e'])
-        expect(await mc.set(`nb:${k}`, k.toUpperCase())).toBe(true);
-      const connectionsBefore = hostile.connections;
+    return {
+      address: hostile.address,
+      connections: () => Promise.resolve(hostile.connections),
+      close: () => hostile.close(),
+    };
+  }
 
-      // One tick: the oversized noreply write, then other callers' calls on the same socket.
-      const big = mc.set('nb:big', 'x'.repeat(1_500_000), { noreply: true }).then(
-        () => 'resolved',
-        (e: unknown) => (e instanceof Error ? e.constructor.name : String(e)),
-      );
-      const neighbours = await Promise.allSettled<unknown>([
-        mc.set('nb:b', 'B2'),
-        mc.get('nb:a'),
-        mc.delete('nb:d'),
-        mc.get('nb:c'),
-        mc.set('nb:f', 'F'),
-        mc.get('nb:e'),
-      ]);
-      await big;
-      const after = await Promise.all([mc.get('nb:b'), mc.get('nb:d'), mc.get('nb:f')]);
-      expect({
-        neighbours: neighbours.map(outcome),
-        after,
-        newConnections: hostile.connections - connectionsBefore,
-        serverDown: downs,
-      }).toEqual({
-        neighbours: ['ok:true', 'ok:A', 'ok:true', 'ok:C', 'ok:true', 'ok:E'],
-        after: ['B2', undefined, 'F'],
-        newConnections: 0,
-        serverDown: [],
+  test.each(PROTOCOLS)(
+    '%s: an error reply to a noreply set (SERVER_ERROR object too large) fails no other call pipelined with it',
+    async (protocol) => {
+      // The contract: "an error the server raises for a noreply request never fails another
+      // caller's call".
+      const refusing = await refusingServer(protocol);
+      const mc = new MemcachedClient({
+        servers: refusing.address,
+        maxValueSize: 4 * MiB,
+        poolSize: 1,
+        protocol,
       });
-    } finally {
-      await mc.close();
-      await hostile.close();
-    }
-  });
+      const downs: string[] = [];
+      const strays: string[] = [];
+      mc.on('serverDown', ({ server }) => downs.push(server));
+      mc.on('noreplyError', ({ error }) => strays.push(error.constructor.name));
+      try {
+        for (const k of ['a', 'c', 'd', 'e'])
+          expect(await mc.set(`nb:${k}`, k.toUpperCase())).toBe(true);
+        const connectionsBefore = await refusing.connections();
 
-  test("a value over this client's maxValueSize (stored by another client) fails only its own get in an auto-batched multi-get", async () => {
-    const server = await startMemcached({ args: ['-I', '2m'] });
-    const writer = new MemcachedClient({ servers: server.address, maxValueSize: 4 * MiB });
-    const reader = new MemcachedClient({ servers: server.address, poolSize: 1 }); // 1 MiB default
-    const downs: string[] = [];
-    reader.on('serverDown', ({ server: id }) => downs.push(id));
-    try {
-      expect(await writer.set('mv:big', Buffer.alloc(1_500_000, 0x62))).toBe(true);
-      for (const k of ['a', 'b', 'c', 'd']) expect(await writer.set(`mv:${k}`, k)).toBe(true);
-      await writer.close();
-      expect(await reader.get('mv:a')).toBe('a'); // the reader's connection is open
-      const totalBefore = await stat(server, 'total_connections');
+        // One tick: the oversized noreply write, then other callers' calls on the same socket.
+        const big = mc.set('nb:big', 'x'.repeat(1_500_000), { noreply: true }).then(
+          () => 'resolved',
+          (e: unknown) => (e instanceof Error ? e.constructor.name : String(e)),
+        );
+        const neighbours = await Promise.allSettled<unknown>([
+          mc.set('nb:b', 'B2'),
+          mc.get('nb:a'),
+          mc.delete('nb:d'),
+          mc.get('nb:c'),
+          mc.set('nb:f', 'F'),
+          mc.get('nb:e'),
+        ]);
+        await big;
+        const after = await Promise.all([mc.get('nb:b'), mc.get('nb:d'), mc.get('nb:f')]);
+        expect({
+          neighbours: neighbours.map(outcome),
+          after,
+          newConnections: (await refusing.connections()) - connectionsBefore,
+          serverDown: downs,
+          noreplyErrors: strays,
+        }).toEqual({
+          neighbours: ['ok:true', 'ok:A', 'ok:true', 'ok:C', 'ok:true', 'ok:E'],
+          after: ['B2', undefined, 'F'],
+          newConnections: 0,
+          serverDown: [],
+          noreplyErrors: ['MemcachedServerError'],
+        });
+      } finally {
+        await mc.close();
+        await refusing.close();
+      }
+    },
+  );
 
-      // Gets of one tick for one server: one multi-get `get mv:a mv:b mv:big mv:c mv:d`.
-      const settled = await Promise.allSettled(
-        ['mv:a', 'mv:b', 'mv:big', 'mv:c', 'mv:d'].map((k) => reader.get(k)),
-      );
-      const bigError = settled[2]!.status === 'rejected' ? settled[2]!.reason : undefined;
-      const again = await reader.get('mv:a'); // on the same connection, if it was kept
-      const totalAfter = await stat(server, 'total_connections');
+  test.each(PROTOCOLS)(
+    "%s: a value over this client's maxValueSize (stored by another client) fails only its own get in an auto-batched multi-get",
+    async (protocol) => {
+      const server = await startMemcached({ args: ['-I', '2m'] });
+      const writer = new MemcachedClient({ servers: server.address, maxValueSize: 4 * MiB });
+      // 1 MiB default
+      const reader = new MemcachedClient({ servers: server.address, poolSize: 1, protocol });
+      const downs: string[] = [];
+      reader.on('serverDown', ({ server: id }) => downs.push(id));
+      try {
+        expect(await writer.set('mv:big', Buffer.alloc(1_500_000, 0x62))).toBe(true);
+        for (const k of ['a', 'b', 'c', 'd']) expect(await writer.set(`mv:${k}`, k)).toBe(true);
+        await writer.close();
+        expect(await reader.get('mv:a')).toBe('a'); // the reader's connection is open
+        const totalBefore = await stat(server, 'total_connections');
 
-      expect({
-        small: [0, 1, 3, 4].map((i) => outcome(settled[i]!)),
-        again,
-        // +1: the stats request itself opens one connection.
-        newConnections: totalAfter - totalBefore - 1,
-        serverDown: downs,
-      }).toEqual({
-        small: ['ok:a', 'ok:b', 'ok:c', 'ok:d'],
-        again: 'a',
-        newConnections: 0,
-        serverDown: [],
-      });
-      expect(bigError).toBeInstanceOf(MemcachedError);
-      expect(bigError).not.toBeInstanceOf(MemcachedProtocolError);
-      expect(bigError).not.toBeInstanceOf(MemcachedConnectionError);
-    } finally {
-      await writer.close();
-      await reader.close();
-    }
-  });
+        // Gets of one tick for one server: one multi-get (`get mv:a mv:b mv:big mv:c mv:d`, or a
+        // quiet run of `mg` closed by `mn`).
+        const settled = await Promise.allSettled(
+          ['mv:a', 'mv:b', 'mv:big', 'mv:c', 'mv:d'].map((k) => reader.get(k)),
+        );
+        const bigError = settled[2]!.status === 'rejected' ? settled[2]!.reason : undefined;
+        const again = await reader.get('mv:a'); // on the same connection, if it was kept
+        const totalAfter = await stat(server, 'total_connections');
+
+        expect({
+          small: [0, 1, 3, 4].map((i) => outcome(settled[i]!)),
+          again,
+          // +1: the stats request itself opens one connection.
+          newConnections: totalAfter - totalBefore - 1,
+          serverDown: downs,
+        }).toEqual({
+          small: ['ok:a', 'ok:b', 'ok:c', 'ok:d'],
+          again: 'a',
+          newConnections: 0,
+          serverDown: [],
+        });
+        expect(bigError).toBeInstanceOf(MemcachedError);
+        expect(bigError).not.toBeInstanceOf(MemcachedProtocolError);
+        expect(bigError).not.toBeInstanceOf(MemcachedConnectionError);
+      } finally {
+        await writer.close();
+        await reader.close();
+      }
+    },
+  );
 });
 
 // -----------------------------------------------------------------------------------------------

@@ -168,6 +168,8 @@ const CLIENT_METHODS = {
   update: true,
   setServers: true,
   resetDeadServers: true,
+  getOrSet: true,
+  invalidate: true,
   close: true,
 } as const satisfies Record<keyof ClientMethods, true>;
 export type NoExtraMethods = Assert<

@@ -8,6 +8,7 @@
  * - A noreply write uses the quiet opcode (`setq`, `deleteq`, ...): the server answers only
  *   errors; a `noop` (the connection's fence) written after it proves it was processed.
  */
+import { MemcachedOptionsError } from '../../errors.js';
 import type { CommandSpec, RetrieveOp, StoreOp } from '../request.js';
 import { ARITH_NO_CREATE, EXPIRED_NOW, HEADER_LENGTH, MAGIC_REQUEST, Opcode } from './constants.js';
 
@@ -52,6 +53,14 @@ export function encodeBinaryRequest(spec: CommandSpec): Buffer | Buffer[] {
       return NOOP;
     case 'auth':
       return encodeSaslPlain(spec.username, spec.password);
+    case 'lease':
+    case 'invalidate':
+    case 'release':
+      // The client checks the protocol before building these; this is the last line of defence.
+      throw new MemcachedOptionsError(
+        'protocol',
+        `${spec.op} needs protocol: 'meta' (memcached's meta commands); the binary protocol has no such command`,
+      );
   }
 }
 

@@ -2,6 +2,7 @@
  * Pure encoders of text-protocol requests. Inputs are assumed validated (keys, numbers); the
  * client layer checks them before calling here. Every encoder returns the exact bytes to write.
  */
+import { MemcachedOptionsError } from '../../errors.js';
 import type { ArithOp, CommandSpec, RetrieveOp, StoreOp } from '../request.js';
 
 export type StorageCommand = StoreOp;
@@ -48,6 +49,14 @@ export function encodeTextRequest(spec: CommandSpec): Buffer | Buffer[] {
       return MN;
     case 'auth':
       return encodeAuth(spec.username, spec.password);
+    case 'lease':
+    case 'invalidate':
+    case 'release':
+      // The client checks the protocol before building these; this is the last line of defence.
+      throw new MemcachedOptionsError(
+        'protocol',
+        `${spec.op} needs protocol: 'meta' (memcached's meta commands); the text protocol has no such command`,
+      );
   }
 }
 

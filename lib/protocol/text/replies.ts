@@ -74,6 +74,7 @@ const KIND_NAMES: { readonly [K in ReplyKind]: string } = {
   ok: 'OK',
   stats: 'a stats reply',
   version: 'a version reply',
+  lease: 'a meta lease reply',
 };
 
 const STORE_STATUS: Readonly<Record<string, StoreStatus>> = {
@@ -144,6 +145,7 @@ function lineValue(kind: ReplyKind, op: Op, line: string): Replies[ReplyKind] | 
       return line === 'OK' ? true : NO_MATCH;
     case 'retrieve':
     case 'stats':
+    case 'lease':
       return NO_MATCH;
   }
 }
