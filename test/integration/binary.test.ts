@@ -146,8 +146,9 @@ describe.each(PROTOCOLS)('the same errors on %s', (protocol) => {
     expect(await mc.add('nr:ok', 2, { noreply: true })).toBe(true);
     expect(await mc.delete('nr:missing')).toBe(false);
     expect(await mc.get('nr:ok')).toBe(1);
-    // Only the binary protocol reports a refused quiet write (text noreply drops the error).
-    expect(errors).toHaveLength(protocol === 'binary' ? 1 : 0);
+    // The quiet forms (meta `q`, binary quiet opcodes) report a refused write; text noreply
+    // drops the error.
+    expect(errors).toHaveLength(protocol === 'text' ? 0 : 1);
     for (const e of errors) expect(e).toBeInstanceOf(MemcachedServerError);
     mc.removeAllListeners('noreplyError');
   });

@@ -258,12 +258,13 @@ describe("one caller's error never fails its neighbours, and the connection stay
    * suppresses that error for a text-protocol noreply (checked with raw requests: `set big 0 0
    * 1500000 noreply` on -I 1m answers nothing), so for 'text' a scripted server plays a server
    * that does answer it — memcached's own reply to that set without noreply. On 'meta' the quiet
-   * flag `q` does not hide errors, so memcached (-I 1m) itself answers it.
+   * flag `q` does not hide errors, nor do the binary protocol's quiet opcodes, so there
+   * memcached (-I 1m) itself answers it.
    */
   async function refusingServer(
     protocol: NonNullable<MemcachedOptions['protocol']>,
   ): Promise<{ address: string; connections(): Promise<number>; close(): Promise<void> }> {
-    if (protocol === 'meta') {
+    if (protocol === 'meta' || protocol === 'binary') {
       const real = await startMemcached({ args: ['-I', '1m'] });
       let probes = 0;
       return {

@@ -96,12 +96,6 @@ export class TextReplyMatcher implements ReplySink {
         return;
       }
     }
-    if (r.kind === 'stats' && r.stats === undefined && line === 'RESET') {
-      // `stats reset` answers one line instead of STAT lines.
-      this.host.shift();
-      r.complete({});
-      return;
-    }
     if ((r.items !== undefined || r.stats !== undefined) && !line.startsWith('SERVER_ERROR')) {
       throw unexpectedReply(JSON.stringify(line.slice(0, 80)), r.kind, r.command, server);
     }

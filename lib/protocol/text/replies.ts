@@ -143,8 +143,10 @@ function lineValue(kind: ReplyKind, op: Op, line: string): Replies[ReplyKind] | 
       if (op === 'auth') return line === 'STORED' ? true : NO_MATCH;
       if (op === 'fence') return line === 'MN' || line.startsWith('VERSION ') ? true : NO_MATCH;
       return line === 'OK' ? true : NO_MATCH;
-    case 'retrieve':
     case 'stats':
+      // `stats reset` answers one line instead of STAT lines.
+      return line === 'RESET' ? {} : NO_MATCH;
+    case 'retrieve':
     case 'lease':
       return NO_MATCH;
   }
