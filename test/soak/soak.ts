@@ -6,7 +6,7 @@
  * MemcachedError, on an unhandled rejection, or when the heap kept growing.
  *
  *   npm run soak        # SOAK_OPS (default 2,000,000) or SOAK_SECONDS (default 900), whichever first
- *   npm run soak:ci     # the same, about 45 s
+ *   npm run soak:ci     # the same, about 30 s
  *
  * Settings (environment): SOAK_OPS, SOAK_SECONDS, SOAK_CONCURRENCY (64), SOAK_SERVERS (2),
  * SOAK_KEYS (20000), SOAK_POOL (4), SOAK_TIMEOUT_MS (200), SOAK_FAULT_GAP_MS (150, mean pause
