@@ -4,10 +4,10 @@
  * tested with real processes, not with several clients in one.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import ts from 'typescript';
+import { buildPackage } from './package-build.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -21,24 +21,7 @@ export interface ChildBuild {
 export async function buildForChildren(name: string): Promise<ChildBuild> {
   const dir = join(root, '.tmp', `${name}-${process.pid}`);
   const outDir = join(dir, 'lib');
-  const libDir = join(root, 'lib');
-  for (const file of await readdir(libDir, { recursive: true })) {
-    if (!file.endsWith('.ts') || file.endsWith('.d.ts')) continue;
-    const source = await readFile(join(libDir, file), 'utf8');
-    const { outputText } = ts.transpileModule(source, {
-      fileName: file,
-      compilerOptions: {
-        target: ts.ScriptTarget.ES2022,
-        module: ts.ModuleKind.ES2022,
-        experimentalDecorators: true,
-        emitDecoratorMetadata: true,
-        esModuleInterop: true,
-      },
-    });
-    const target = join(outDir, file.replace(/\.ts$/, '.js'));
-    await mkdir(dirname(target), { recursive: true });
-    await writeFile(target, outputText);
-  }
+  await buildPackage(outDir);
   return {
     dir,
     entry: pathToFileURL(join(outDir, 'client', 'index.js')).href,
