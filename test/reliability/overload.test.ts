@@ -162,8 +162,10 @@ describe('backpressure (maxPending)', () => {
       );
       expect(tracker.pending).toBeLessThanOrEqual(1000);
       expect(rejectedFast).toBeGreaterThanOrEqual(200_000 - 1000);
-      // Bounded: 150k more calls after the first 50k do not retain more memory.
-      expect(during.heapUsed - mid.heapUsed).toBeLessThan(2 * MB);
+      // Bounded: 150k more calls after the first 50k do not retain more memory. Retaining them
+      // would take well over 30 MB (a call and its promise are a few hundred bytes); the bound
+      // leaves room for what a GC on a loaded machine has not yet returned.
+      expect(during.heapUsed - mid.heapUsed).toBeLessThan(8 * MB);
       expect(during.heapUsed - before.heapUsed).toBeLessThan(16 * MB);
     } finally {
       server.resume();
