@@ -135,6 +135,11 @@ export class MemcachedService implements OnApplicationShutdown {
     return this.client.setServers(servers);
   }
 
+  /** Polls the `discovery` endpoint now; see {@link MemcachedClient.refreshServers}. */
+  refreshServers(): Promise<void> {
+    return this.client.refreshServers();
+  }
+
   /** Forgets every dead mark at once; see {@link MemcachedClient.resetDeadServers}. */
   resetDeadServers(): void {
     this.client.resetDeadServers();

@@ -1,6 +1,11 @@
 import type * as tls from 'node:tls';
 import { MemcachedOptionsError } from './errors.js';
-import { resolveServers, type ServerConfig, type ServerSpec } from './cluster/servers.js';
+import {
+  parseServer,
+  resolveServers,
+  type ServerConfig,
+  type ServerSpec,
+} from './cluster/servers.js';
 import type { Serde } from './serde/serde.js';
 import { defaultSerde } from './serde/default-serde.js';
 import { normalizeCompressionOptions, type CompressionOptions } from './serde/compression.js';
@@ -127,6 +132,20 @@ export interface MemcachedOptions {
    * share a server when it maps them to the same string (`k => k.split(':')[1]`).
    */
   routeBy?: (key: string) => string;
+  /**
+   * AWS ElastiCache auto-discovery: the node list is read from the configuration endpoint
+   * (`config get cluster`) at start and every `interval` ms, and applied with setServers when it
+   * changes. Without `servers`, the endpoint itself is the only server until the first list.
+   */
+  discovery?: DiscoveryOptions;
+}
+
+/** The `discovery` option: AWS ElastiCache auto-discovery. */
+export interface DiscoveryOptions {
+  /** The configuration endpoint, `host:port` (port default 11211). */
+  endpoint: string;
+  /** ms between polls (default 60 000). */
+  interval?: number;
 }
 
 /** Options with every default applied and validated. */
@@ -153,6 +172,7 @@ export interface ResolvedOptions {
   autoBatch: boolean;
   maxPending: { total: number; perConnection: number };
   routeBy: ((key: string) => string) | undefined;
+  discovery: { host: string; port: number; interval: number } | undefined;
 }
 
 export const DEFAULTS = {
@@ -165,6 +185,7 @@ export const DEFAULTS = {
   failureThreshold: 3,
   deadTimeout: 2000,
   retryTimeout: 1000,
+  discoveryInterval: 60_000,
 } as const;
 
 /**
@@ -193,6 +214,7 @@ export const MEMCACHED_OPTION_NAMES = [
   'autoBatch',
   'maxPending',
   'routeBy',
+  'discovery',
 ] as const satisfies readonly (keyof MemcachedOptions)[];
 
 /** The name of an option of {@link MemcachedOptions}. */
@@ -272,8 +294,12 @@ export function resolveOptions(
       'must have serialize(key, value) and deserialize(key, buffer, flags) methods',
     );
   }
+  const discovery = resolveDiscovery(input.discovery);
   return {
-    servers: resolveServers(input.servers, envPrefix, env),
+    servers:
+      input.servers === undefined && discovery !== undefined
+        ? [discovery.server]
+        : resolveServers(input.servers, envPrefix, env),
     keyPrefix,
     keyPrefixBytes,
     hashing,
@@ -306,6 +332,10 @@ export function resolveOptions(
     autoBatch: boolean(input.autoBatch, 'autoBatch', true),
     maxPending: resolveMaxPending(input.maxPending),
     routeBy: resolveRouteBy(input.routeBy),
+    discovery:
+      discovery === undefined
+        ? undefined
+        : { host: discovery.host, port: discovery.port, interval: discovery.interval },
   };
 }
 
@@ -515,6 +545,47 @@ function resolveRouteBy(input: unknown): ResolvedOptions['routeBy'] {
     );
   }
   return input as (key: string) => string;
+}
+
+function resolveDiscovery(
+  input: unknown,
+): { server: ServerConfig; host: string; port: number; interval: number } | undefined {
+  if (input === undefined) return undefined;
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new MemcachedOptionsError(
+      'discovery',
+      "expected { endpoint: 'host:port', interval? }, got " +
+        (input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input),
+    );
+  }
+  for (const name of Object.keys(input)) {
+    if (name !== 'endpoint' && name !== 'interval') {
+      throw new MemcachedOptionsError(`discovery.${name}`, 'unknown option (check the spelling)');
+    }
+  }
+  const { endpoint, interval } = input as DiscoveryOptions;
+  if (typeof endpoint !== 'string') {
+    throw new MemcachedOptionsError(
+      'discovery.endpoint',
+      `must be a 'host:port' string, got ${typeof endpoint}`,
+    );
+  }
+  const server = parseServer(endpoint, 'discovery.endpoint');
+  if (server.unix || /:\d+:\d+$/.test(endpoint.trim())) {
+    throw new MemcachedOptionsError('discovery.endpoint', `must be 'host:port', got "${endpoint}"`);
+  }
+  return {
+    server,
+    host: server.host,
+    port: server.port,
+    interval: integer(
+      interval,
+      'discovery.interval',
+      DEFAULTS.discoveryInterval,
+      100,
+      24 * 3600 * 1000,
+    ),
+  };
 }
 
 /** What {@link redactOptions} puts in place of a secret. */

@@ -7,8 +7,9 @@
 //                                                 (root + apt-get); same with MEMCACHED_AUTO_INSTALL=1;
 //                                                 elsewhere print the one-line fix and exit 1. Also
 //                                                 installs, where allowed, what some tests use:
-//                                                 sasl2-bin (saslpasswd2, the SASL tests) and
+//                                                 sasl2-bin (saslpasswd2, the SASL tests),
 //                                                 python3-lz4 (the lz4 tests read values from Python)
+//                                                 and nutcracker (twemproxy, the twemproxy tests)
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -65,6 +66,7 @@ function missingExtras() {
   if (!findOnPath('saslpasswd2', ['/usr/sbin', '/usr/bin'])) out.push('sasl2-bin');
   const python = spawnSync('/usr/bin/python3', ['-c', 'import lz4.block'], { stdio: 'ignore' });
   if (python.status !== 0) out.push('python3-lz4');
+  if (!findOnPath('nutcracker', ['/usr/sbin', '/usr/bin'])) out.push('nutcracker');
   return out;
 }
 

@@ -22,6 +22,7 @@ export type {
   ServerPoolStats,
 } from '../observability/index.js';
 export type {
+  DiscoveryOptions,
   FailoverOptions,
   HashingScheme,
   MemcachedOptionName,
@@ -33,6 +34,7 @@ export type {
 export { MEMCACHED_OPTION_NAMES, RETRYABLE_COMMANDS } from '../options.js';
 export type { ServerSpec } from '../cluster/servers.js';
 export { parseServer } from '../cluster/servers.js';
+export type { ClusterConfig, ClusterNode } from '../cluster/discovery.js';
 export type { Serde, SerializedValue } from '../serde/serde.js';
 export {
   FLAG_BYTES,

@@ -38,6 +38,7 @@ import {
   type Interceptor,
 } from './interceptors.js';
 import { Lifecycle } from './lifecycle.js';
+import { ClusterDiscovery } from '../cluster/discovery.js';
 import { retrieveMany } from './retrieve-many.js';
 import { checkCas, checkDelta, checkNoreply, checkTtl, wireKey } from './validation.js';
 
@@ -88,6 +89,13 @@ export interface MemcachedClientEvents {
   ignoredError: [{ command: string; error: MemcachedError }];
   /** The server answered a noreply request with an error (no call failed for it). */
   noreplyError: [{ server: string; error: MemcachedError }];
+  /**
+   * `discovery`: a poll of the configuration endpoint failed (unreachable, timeout, malformed
+   * reply); the previous server list stays in force and no call fails for it.
+   */
+  discoveryError: [{ endpoint: string; error: MemcachedError }];
+  /** `discovery`: a new node list (or configuration version) was applied with setServers. */
+  serversDiscovered: [{ endpoint: string; version: number; servers: string[] }];
 }
 
 const isStored = (status: StoreStatus): boolean => status === 'stored';
@@ -119,6 +127,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   private readonly batcher: GetBatcher | undefined;
   /** getOrSet's single flights and lease logic. */
   private readonly cache: CacheAside;
+  /** ElastiCache auto-discovery (the `discovery` option). */
+  private readonly discovery: ClusterDiscovery | undefined;
 
   constructor(options: MemcachedOptions = {}) {
     super();
@@ -183,6 +193,34 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       : undefined;
     this.cache = new CacheAside(this.cacheBackend());
     registerCacheAside(this, this.cache);
+    if (o.discovery !== undefined) {
+      const discovery: ClusterDiscovery = new ClusterDiscovery({
+        ...o.discovery,
+        timeout: o.connectTimeout + o.timeout,
+        tls: o.tls,
+        apply: async (servers, config) => {
+          await this.setServers(servers);
+          this.emit('serversDiscovered', {
+            endpoint: discovery.endpoint,
+            version: config.version,
+            servers,
+          });
+        },
+        failed: (error) =>
+          void this.emit('discoveryError', { endpoint: discovery.endpoint, error }),
+      });
+      this.discovery = discovery;
+      discovery.start();
+    }
+  }
+
+  /**
+   * With the `discovery` option: polls the configuration endpoint now (or joins the poll in
+   * progress) and applies a changed node list; resolves when done, never rejects (a failure is a
+   * `discoveryError` event). Resolves at once without `discovery` or after close().
+   */
+  refreshServers(): Promise<void> {
+    return this.discovery?.pollNow() ?? Promise.resolve();
   }
 
   /** Server ids (`host:port`, `[v6]:port` or socket path) in configuration order. */
@@ -621,6 +659,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
    */
   async close(graceMs = 0): Promise<void> {
     this.lifecycle.close();
+    this.discovery?.stop();
     // Gets already issued but still waiting for the tick's batch go out first.
     this.batcher?.flush();
     await this.cluster.close(graceMs);

@@ -38,6 +38,9 @@ export function validOptionValues(servers: string): OptionValues {
     autoBatch: false,
     maxPending: 10,
     routeBy: (key) => key.split(':')[0]!,
+    // A real memcached answers `config get cluster` with ERROR: a discoveryError event, and the
+    // client keeps `servers`.
+    discovery: { endpoint: servers, interval: 30_000 },
   };
 }
 

@@ -167,6 +167,7 @@ const CLIENT_METHODS = {
   serverFor: true,
   update: true,
   setServers: true,
+  refreshServers: true,
   resetDeadServers: true,
   getOrSet: true,
   invalidate: true,

@@ -72,6 +72,33 @@ describe('resolveOptions', () => {
       { retry: { attempts: 2, unsafeCommands: ['incr', 'incrr'] } },
       'retry.unsafeCommands[1]',
     ],
+    ['discovery: a string', { discovery: SERVER }, 'discovery'],
+    ['discovery without endpoint', { discovery: { interval: 1000 } }, 'discovery.endpoint'],
+    [
+      'a misspelt discovery option',
+      { discovery: { endpoint: SERVER, intervl: 5 } },
+      'discovery.intervl',
+    ],
+    [
+      'a discovery endpoint with a bad port',
+      { discovery: { endpoint: 'h:0' } },
+      'discovery.endpoint',
+    ],
+    [
+      'a unix socket discovery endpoint',
+      { discovery: { endpoint: '/tmp/x.sock' } },
+      'discovery.endpoint',
+    ],
+    [
+      'a weighted discovery endpoint',
+      { discovery: { endpoint: 'h:11211:2' } },
+      'discovery.endpoint',
+    ],
+    [
+      'a discovery interval of 10 ms',
+      { discovery: { endpoint: SERVER, interval: 10 } },
+      'discovery.interval',
+    ],
     ['null options', null, 'options'],
     ['array options', [SERVER], 'options'],
     ['string options', SERVER, 'options'],
@@ -90,6 +117,19 @@ describe('resolveOptions', () => {
 
   it('quotes a string where a number is expected', () => {
     expect(optionError({ poolSize: '2' }).message).toMatch(/got "2"$/);
+  });
+
+  it('discovery: the endpoint is the initial server unless servers are given; interval default 60 s', () => {
+    const alone = resolve({ discovery: { endpoint: 'cfg.example:11212' } });
+    expect(alone.discovery).toEqual({ host: 'cfg.example', port: 11212, interval: 60_000 });
+    expect(alone.servers.map((s) => s.id)).toEqual(['cfg.example:11212']);
+    const withServers = resolve({
+      servers: SERVER,
+      discovery: { endpoint: '[::1]', interval: 500 },
+    });
+    expect(withServers.discovery).toEqual({ host: '::1', port: 11211, interval: 500 });
+    expect(withServers.servers.map((s) => s.id)).toEqual([SERVER]);
+    expect(resolve({ servers: SERVER }).discovery).toBeUndefined();
   });
 
   it('auth: false means no auth, like no auth option at all', () => {
