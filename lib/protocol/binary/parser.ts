@@ -1,5 +1,5 @@
 import { MemcachedProtocolError } from '../../errors.js';
-import { MAX_ITEM_SIZE } from '../text/parser.js';
+import { MAX_ITEM_SIZE } from '../line-framed-parser.js';
 import { HEADER_LENGTH, MAGIC_RESPONSE } from './constants.js';
 
 /** A response header as read from the wire (one object per parser, reused for every packet). */

@@ -1,5 +1,5 @@
 import { MemcachedProtocolError } from '../../errors.js';
-import { DEFAULT_PARSER_LIMITS, MAX_ITEM_SIZE, type ParserLimits } from '../text/parser.js';
+import { LineFramedParser, printable, type ParserLimits } from '../line-framed-parser.js';
 
 /**
  * The return flags of one meta reply line (`VA <n> <flags>*`, `HD <flags>*`, `EN <flags>*`, ...).
@@ -55,11 +55,7 @@ export interface MetaReplySink {
   onLine(line: string): void;
 }
 
-const CR = 13;
-const LF = 10;
 const SP = 32;
-
-const State = { line: 0, data: 1, failed: 2 } as const;
 
 /** Status codes as the two bytes of the line, `(first << 8) | second`. */
 const STATUS: ReadonlyMap<number, MetaStatus> = new Map(
@@ -94,15 +90,7 @@ function emptyFlags(): MetaFlags {
  * Malformed input throws MemcachedProtocolError and leaves the parser failed: the connection must
  * then be reset.
  */
-export class MetaReplyParser {
-  private readonly limits: ParserLimits;
-  private readonly hardLimit: number;
-  private state: number = State.line;
-  private partial: Buffer | undefined;
-  private valueBuf: Buffer = EMPTY;
-  private valueFilled = 0;
-  private skipLeft = 0;
-  private skipped = 0;
+export class MetaReplyParser extends LineFramedParser {
   /** The flags of the line being handled (reused). */
   private readonly flags: MetaFlags = emptyFlags();
 
@@ -110,99 +98,11 @@ export class MetaReplyParser {
     private readonly sink: MetaReplySink,
     limits: Partial<ParserLimits> = {},
   ) {
-    this.limits = {
-      maxLineLength: limits.maxLineLength ?? DEFAULT_PARSER_LIMITS.maxLineLength,
-      maxValueLength: limits.maxValueLength ?? DEFAULT_PARSER_LIMITS.maxValueLength,
-    };
-    this.hardLimit = Math.max(MAX_ITEM_SIZE, this.limits.maxValueLength);
+    super(limits);
   }
 
-  /** True between replies (nothing partial buffered). */
-  get idle(): boolean {
-    return this.state === State.line && this.partial === undefined;
-  }
-
-  reset(): void {
-    this.state = State.line;
-    this.partial = undefined;
-    this.valueBuf = EMPTY;
-    this.valueFilled = 0;
-    this.skipLeft = 0;
-  }
-
-  feed(chunk: Buffer): void {
-    if (this.state === State.failed) {
-      throw new MemcachedProtocolError('reply parser used after a protocol error; reset it first');
-    }
-    try {
-      this.feedInner(chunk);
-    } catch (err) {
-      this.state = State.failed;
-      this.partial = undefined;
-      throw err;
-    }
-  }
-
-  private feedInner(chunk: Buffer): void {
-    let off = 0;
-    const len = chunk.length;
-    while (off < len) {
-      if (this.state === State.data) {
-        off = this.readData(chunk, off);
-        continue;
-      }
-      const nl = chunk.indexOf(LF, off);
-      if (nl === -1) {
-        this.keepPartial(chunk, off, len);
-        return;
-      }
-      if (this.partial !== undefined) {
-        const piece = chunk.subarray(off, nl + 1);
-        const total = this.partial.length + piece.length;
-        if (total - 2 > this.limits.maxLineLength) this.lineTooLong();
-        const joined = Buffer.concat([this.partial, piece], total);
-        this.partial = undefined;
-        this.handleLine(joined, 0, total - 1);
-      } else {
-        if (nl - off - 1 > this.limits.maxLineLength) this.lineTooLong();
-        this.handleLine(chunk, off, nl);
-      }
-      off = nl + 1;
-    }
-  }
-
-  private keepPartial(chunk: Buffer, off: number, len: number): void {
-    const prev = this.partial === undefined ? 0 : this.partial.length;
-    if (prev + (len - off) > this.limits.maxLineLength + 2) this.lineTooLong();
-    const piece = chunk.subarray(off, len);
-    this.partial =
-      this.partial === undefined
-        ? Buffer.from(piece)
-        : Buffer.concat([this.partial, piece], prev + piece.length);
-  }
-
-  private lineTooLong(): never {
-    throw new MemcachedProtocolError(
-      `reply line longer than ${this.limits.maxLineLength} bytes: not a memcached reply`,
-    );
-  }
-
-  /** `buf[start..lf)` is a line whose `\n` is at `lf`. */
-  private handleLine(buf: Buffer, start: number, lf: number): void {
-    if (lf === start || buf[lf - 1] !== CR) {
-      throw new MemcachedProtocolError(
-        `reply line not terminated by \\r\\n: ${printable(buf, start, lf)}`,
-      );
-    }
-    const end = lf - 1;
-    for (let i = start; i < end; i++) {
-      const c = buf[i]!;
-      if (c < SP || c === 127) {
-        throw new MemcachedProtocolError(
-          `reply line contains control characters: ${printable(buf, start, end)}`,
-        );
-      }
-    }
+  /** One line, `buf[start..end)`. */
+  protected onLine(buf: Buffer, start: number, end: number): void {
     const n = end - start;
     if (n >= 2 && (n === 2 || buf[start + 2] === SP)) {
       const first = buf[start]!;
@@ -256,16 +156,15 @@ export class MetaReplyParser {
     }
     if (i === sizeStart) this.badLine('VA', buf, start, end);
     this.parseFlags(buf, i, end);
-    this.valueFilled = 0;
-    this.state = State.data;
-    if (size > this.limits.maxValueLength) {
-      this.skipLeft = size;
-      this.skipped = size;
-      this.valueBuf = Buffer.allocUnsafe(2);
-    } else {
-      this.skipped = 0;
-      this.valueBuf = Buffer.allocUnsafe(size + 2);
-    }
+    this.expectData(size);
+  }
+
+  protected onData(data: Buffer, tooLarge: number): void {
+    this.sink.onValue(this.flags, data, tooLarge);
+  }
+
+  protected describeData(): string {
+    return 'of a VA reply';
   }
 
   /**
@@ -356,31 +255,6 @@ export class MetaReplyParser {
     );
   }
 
-  private readData(chunk: Buffer, off: number): number {
-    if (this.skipLeft > 0) {
-      const n = Math.min(this.skipLeft, chunk.length - off);
-      this.skipLeft -= n;
-      return off + n;
-    }
-    const need = this.valueBuf.length - this.valueFilled;
-    const n = Math.min(need, chunk.length - off);
-    chunk.copy(this.valueBuf, this.valueFilled, off, off + n);
-    this.valueFilled += n;
-    if (this.valueFilled === this.valueBuf.length) {
-      const total = this.valueBuf.length;
-      if (this.valueBuf[total - 2] !== CR || this.valueBuf[total - 1] !== LF) {
-        throw new MemcachedProtocolError(
-          'value data of a VA reply is not followed by \\r\\n: the declared length does not match the data',
-        );
-      }
-      const data = this.valueBuf.subarray(0, total - 2);
-      this.valueBuf = EMPTY;
-      this.state = State.line;
-      this.sink.onValue(this.flags, data, this.skipped);
-    }
-    return off + n;
-  }
-
   private stat(buf: Buffer, start: number, end: number): void {
     let i = start;
     while (i < end && buf[i] !== SP) i++;
@@ -393,8 +267,6 @@ export class MetaReplyParser {
   }
 }
 
-const EMPTY = Buffer.alloc(0);
-
 /** The decimal `buf[start..end)` of 1 to 9 digits, else NaN. */
 function smallDecimal(buf: Buffer, start: number, end: number): number {
   if (start === end || end - start > 9) return NaN;
@@ -405,12 +277,4 @@ function smallDecimal(buf: Buffer, start: number, end: number): number {
     n = n * 10 + d;
   }
   return n;
-}
-
-function printable(buf: Buffer, start: number, end: number): string {
-  const max = 80;
-  const slice = buf.subarray(start, Math.min(end, start + max));
-  let s = JSON.stringify(slice.toString('latin1'));
-  if (end - start > max) s += '…';
-  return s;
 }

@@ -1,4 +1,5 @@
 import { MemcachedProtocolError } from '../../errors.js';
+import { LineFramedParser, printable, type ParserLimits } from '../line-framed-parser.js';
 
 /**
  * Receives the pieces of text-protocol replies as the parser recognises them. The parser is
@@ -26,26 +27,8 @@ export interface ReplySink {
   onLine(line: string): void;
 }
 
-export interface ParserLimits {
-  /** Longest reply line accepted, in bytes, `\r\n` excluded. */
-  maxLineLength: number;
-  /**
-   * Largest value delivered. A larger one (up to {@link MAX_ITEM_SIZE}) is skipped and reported
-   * by its size, so that only its caller fails; beyond that the length is nonsense.
-   */
-  maxValueLength: number;
-}
+export { DEFAULT_PARSER_LIMITS, MAX_ITEM_SIZE, type ParserLimits } from '../line-framed-parser.js';
 
-/** memcached's own ceiling for an item (`-I` at most 1 GiB): a larger declared length is not a reply. */
-export const MAX_ITEM_SIZE = 1024 * 1024 * 1024;
-
-export const DEFAULT_PARSER_LIMITS: ParserLimits = {
-  maxLineLength: 8192,
-  maxValueLength: 1024 * 1024,
-};
-
-const CR = 13;
-const LF = 10;
 const SP = 32;
 
 /** `VALUE ` */
@@ -55,8 +38,6 @@ const S0 = 83;
 /** `END` */
 const E0 = 69;
 
-const ParserState = { line: 0, data: 1, failed: 2 } as const;
-
 /**
  * Streaming parser for memcached text-protocol replies. Feed it chunks exactly as they arrive
  * from the socket, split anywhere; it calls the sink in order. A value's buffer is allocated once
@@ -64,122 +45,21 @@ const ParserState = { line: 0, data: 1, failed: 2 } as const;
  * declared lengths by `maxValueLength`. Any malformed input throws {@link MemcachedProtocolError}
  * and leaves the parser failed (a connection must then be reset; the stream cannot be trusted).
  */
-export class ReplyParser {
-  private readonly limits: ParserLimits;
-  private state: number = ParserState.line;
-  /** Bytes of an incomplete line carried over from the previous chunk. */
-  private partial: Buffer | undefined;
-  // Value being received (state = data).
-  private valueBuf: Buffer = Buffer.alloc(0);
-  private valueFilled = 0;
+export class ReplyParser extends LineFramedParser {
+  // Value being received.
   private valueKey = '';
   private valueFlags = 0;
   private valueCas: string | undefined;
-  /** Value bytes still to discard before the closing \r\n (an over-limit value). */
-  private skipLeft = 0;
-  private skipped = 0;
-
-  private readonly hardLimit: number;
 
   constructor(
     private readonly sink: ReplySink,
     limits: Partial<ParserLimits> = {},
   ) {
-    this.limits = {
-      maxLineLength: limits.maxLineLength ?? DEFAULT_PARSER_LIMITS.maxLineLength,
-      maxValueLength: limits.maxValueLength ?? DEFAULT_PARSER_LIMITS.maxValueLength,
-    };
-    this.hardLimit = Math.max(MAX_ITEM_SIZE, this.limits.maxValueLength);
+    super(limits);
   }
 
-  /** True when the parser is between replies (no partial line or value buffered). */
-  get idle(): boolean {
-    return this.state === ParserState.line && this.partial === undefined;
-  }
-
-  /** Forgets any partial state (after a connection reset). */
-  reset(): void {
-    this.state = ParserState.line;
-    this.partial = undefined;
-    this.valueBuf = Buffer.alloc(0);
-    this.valueFilled = 0;
-    this.skipLeft = 0;
-  }
-
-  feed(chunk: Buffer): void {
-    if (this.state === ParserState.failed) {
-      throw new MemcachedProtocolError('reply parser used after a protocol error; reset it first');
-    }
-    try {
-      this.feedInner(chunk);
-    } catch (err) {
-      this.state = ParserState.failed;
-      this.partial = undefined;
-      throw err;
-    }
-  }
-
-  private feedInner(chunk: Buffer): void {
-    let off = 0;
-    const len = chunk.length;
-    while (off < len) {
-      if (this.state === ParserState.data) {
-        off = this.readData(chunk, off);
-        continue;
-      }
-      const nl = chunk.indexOf(LF, off);
-      if (nl === -1) {
-        this.keepPartial(chunk, off, len);
-        return;
-      }
-      if (this.partial !== undefined) {
-        const piece = chunk.subarray(off, nl + 1);
-        const total = this.partial.length + piece.length;
-        if (total - 2 > this.limits.maxLineLength) this.lineTooLong();
-        const line = Buffer.concat([this.partial, piece], total);
-        this.partial = undefined;
-        this.handleLine(line, 0, total - 1);
-      } else {
-        if (nl - off - 1 > this.limits.maxLineLength) this.lineTooLong();
-        this.handleLine(chunk, off, nl);
-      }
-      off = nl + 1;
-    }
-  }
-
-  private keepPartial(chunk: Buffer, off: number, len: number): void {
-    const prev = this.partial === undefined ? 0 : this.partial.length;
-    if (prev + (len - off) > this.limits.maxLineLength + 2) this.lineTooLong();
-    const piece = chunk.subarray(off, len);
-    // Copy: the chunk may be reused by the caller and must not be retained.
-    this.partial =
-      this.partial === undefined
-        ? Buffer.from(piece)
-        : Buffer.concat([this.partial, piece], prev + piece.length);
-  }
-
-  private lineTooLong(): never {
-    throw new MemcachedProtocolError(
-      `reply line longer than ${this.limits.maxLineLength} bytes: not a memcached reply`,
-    );
-  }
-
-  /** `buf[start..lf)` is a line whose `\n` is at `lf`. */
-  private handleLine(buf: Buffer, start: number, lf: number): void {
-    if (lf === start || buf[lf - 1] !== CR) {
-      throw new MemcachedProtocolError(
-        `reply line not terminated by \\r\\n: ${printable(buf, start, lf)}`,
-      );
-    }
-    const end = lf - 1; // exclusive, before \r
-    for (let i = start; i < end; i++) {
-      const c = buf[i]!;
-      if (c < SP || c === 127) {
-        throw new MemcachedProtocolError(
-          `reply line contains control characters: ${printable(buf, start, end)}`,
-        );
-      }
-    }
+  /** One line, `buf[start..end)`. */
+  protected onLine(buf: Buffer, start: number, end: number): void {
     const first = buf[start];
     if (
       first === V0 &&
@@ -261,47 +141,19 @@ export class ReplyParser {
     this.valueKey = key;
     this.valueFlags = flags;
     this.valueCas = cas;
-    this.valueFilled = 0;
-    this.state = ParserState.data;
-    if (length > this.limits.maxValueLength) {
-      // Read and dropped: only its caller fails, the stream stays in step.
-      this.skipLeft = length;
-      this.skipped = length;
-      this.valueBuf = Buffer.allocUnsafe(2);
-    } else {
-      this.skipped = 0;
-      this.valueBuf = Buffer.allocUnsafe(length + 2);
-    }
+    this.expectData(length);
+  }
+
+  protected onData(data: Buffer, tooLarge: number): void {
+    this.sink.onValue(this.valueKey, this.valueFlags, data, this.valueCas, tooLarge);
+  }
+
+  protected describeData(): string {
+    return `for key "${this.valueKey}"`;
   }
 
   private badValueLine(buf: Buffer, start: number, end: number): never {
     throw new MemcachedProtocolError(`malformed VALUE line: VALUE ${printable(buf, start, end)}`);
-  }
-
-  /** Copies value bytes (and the closing \r\n) from `chunk[off..]`; returns the new offset. */
-  private readData(chunk: Buffer, off: number): number {
-    if (this.skipLeft > 0) {
-      const n = Math.min(this.skipLeft, chunk.length - off);
-      this.skipLeft -= n;
-      return off + n;
-    }
-    const need = this.valueBuf.length - this.valueFilled;
-    const n = Math.min(need, chunk.length - off);
-    chunk.copy(this.valueBuf, this.valueFilled, off, off + n);
-    this.valueFilled += n;
-    if (this.valueFilled === this.valueBuf.length) {
-      const total = this.valueBuf.length;
-      if (this.valueBuf[total - 2] !== CR || this.valueBuf[total - 1] !== LF) {
-        throw new MemcachedProtocolError(
-          `value data for key "${this.valueKey}" is not followed by \\r\\n: the declared length does not match the data`,
-        );
-      }
-      const data = this.valueBuf.subarray(0, total - 2);
-      this.valueBuf = EMPTY;
-      this.state = ParserState.line;
-      this.sink.onValue(this.valueKey, this.valueFlags, data, this.valueCas, this.skipped);
-    }
-    return off + n;
   }
 
   private stat(buf: Buffer, start: number, end: number): void {
@@ -314,15 +166,4 @@ export class ReplyParser {
     const value = i < end ? buf.toString('utf8', i + 1, end) : '';
     this.sink.onStat(name, value);
   }
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/** A short, printable rendering of bad reply bytes for error messages. */
-function printable(buf: Buffer, start: number, end: number): string {
-  const max = 80;
-  const slice = buf.subarray(start, Math.min(end, start + max));
-  let s = JSON.stringify(slice.toString('latin1'));
-  if (end - start > max) s += '…';
-  return s;
 }
