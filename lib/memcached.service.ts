@@ -218,6 +218,15 @@ export class MemcachedService implements OnApplicationShutdown {
     return this.client.invalidate(key, opts);
   }
 
+  /**
+   * Invalidates tags: every value stored under any of them (by `getOrSet` or `@Cacheable` with
+   * `tags`) becomes a miss on every server and for every process; see
+   * {@link MemcachedClient.invalidateTags}.
+   */
+  invalidateTags(tags: readonly string[]): Promise<void> {
+    return this.client.invalidateTags(tags);
+  }
+
   /** The client's protocol (a stand-in client without options counts as text). */
   private get protocol(): MemcachedProtocol {
     const options = (this.client as Partial<Pick<MemcachedClient, 'options'>>).options;

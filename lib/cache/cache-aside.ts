@@ -1,8 +1,9 @@
-import type { LeasedItem } from '../protocol/request.js';
+import type { LeasedItem, RetrievedItem } from '../protocol/request.js';
 import type { MemcachedProtocol } from '../options.js';
 import type { CachePolicy } from './options.js';
 import type { MemcachedCacheOutcome } from '../observability/channels.js';
 import { publishCacheOutcome } from '../observability/events.js';
+import { isEnvelope, parseEnvelope, TaggedValue, type Envelope } from './tags.js';
 
 /**
  * What the cache-aside flow needs from a client. The client implements it with its internal
@@ -41,6 +42,39 @@ export interface CacheBackend {
   invalidate(key: string, ttl: number | undefined, cas: string | undefined): Promise<boolean>;
   /** Waits `ms`; rejects when the client closes. */
   sleep(ms: number): Promise<void>;
+  /** Tag invalidation (absent: tagged calls bypass the cache, reported). */
+  readonly tags?: TagBackend;
+}
+
+/** What tagged getOrSet calls need (see lib/cache/tags.ts). */
+export interface TagBackend {
+  /** The version key of each tag (without keyPrefix). */
+  keys(tags: readonly string[]): string[];
+  /**
+   * Reads `key` (with its cas) and the version keys in one round trip per server; `versions[i]`
+   * is the current version of `tagKeys[i]`, undefined when it is missing.
+   */
+  read(
+    key: string,
+    tagKeys: readonly string[],
+  ): Promise<{ item: RetrievedItem | undefined; versions: Array<string | undefined> }>;
+  /**
+   * Creates the missing version keys with new random versions (`add`, one round trip per
+   * server); a key someone else created meanwhile is read again. Resolves to the version in
+   * force of each key, undefined when it could not be had.
+   */
+  create(tagKeys: readonly string[]): Promise<Array<string | undefined>>;
+  /** The value of an envelope's inner item (may decompress off-thread). */
+  decode(key: string, flags: number, data: Buffer): unknown;
+  /** Stores `value` in an envelope with `versions`: `add`, `cas` (with `cas`) or `set`. */
+  fill(
+    key: string,
+    value: unknown,
+    ttl: number,
+    mode: 'cas' | 'add' | 'set',
+    cas: string | undefined,
+    versions: ReadonlyArray<readonly [string, string]>,
+  ): Promise<unknown>;
 }
 
 /** One call's side of the flow: how to report failures, and what not to store. */
@@ -59,6 +93,8 @@ interface Flight {
   promise: Promise<unknown>;
   /** Set when the key was written or evicted meanwhile: the result must not be stored. */
   stale: boolean;
+  /** The version keys of its tags (tagged calls). */
+  tagKeys: readonly string[] | undefined;
 }
 
 /** One run of the flow. */
@@ -131,10 +167,16 @@ export class CacheAside {
       publishCacheOutcome(key, 'coalesced');
       return existing.promise;
     }
-    const flight: Flight = { promise: Promise.resolve(), stale: false };
+    const tags = policy.tags;
+    let tagKeys: readonly string[] | undefined;
+    if (tags !== undefined && tags.length > 0) {
+      tagKeys = this.backend.tags?.keys(tags) ?? [];
+    }
+    const flight: Flight = { promise: Promise.resolve(), stale: false, tagKeys };
     const job: Job = { key, compute, policy, call, flight };
     flight.promise = (async () => {
       try {
+        if (tagKeys !== undefined) return await this.taggedFlow(job, tagKeys);
         return this.backend.protocol === 'meta'
           ? await this.metaFlow(job)
           : await this.textFlow(job);
@@ -164,6 +206,21 @@ export class CacheAside {
     }
   }
 
+  /**
+   * Tags were invalidated (their version keys given): values being computed under any of them
+   * are not stored, and later calls start a new flight.
+   */
+  tagsInvalidated(tagKeys: readonly string[]): void {
+    if (this.flights.size === 0) return;
+    const set = new Set(tagKeys);
+    for (const [key, flight] of this.flights) {
+      if (flight.tagKeys !== undefined && flight.tagKeys.some((k) => set.has(k))) {
+        flight.stale = true;
+        this.flights.delete(key);
+      }
+    }
+  }
+
   /** Number of flights in progress (for tests and introspection). */
   get inFlight(): number {
     return this.flights.size;
@@ -181,6 +238,8 @@ export class CacheAside {
       readFailed = true;
       call.report(`reading ${what(job)}`, error);
     }
+    // A tagged value is no hit for an untagged call (its tags cannot be checked): recomputed.
+    if (hit instanceof TaggedValue) hit = undefined;
     if (hit !== undefined) {
       publishCacheOutcome(key, 'hit');
       return hit;
@@ -190,6 +249,87 @@ export class CacheAside {
     if (!this.storable(value, job)) return value;
     try {
       await this.backend.set(key, value, job.policy.ttl);
+    } catch (error) {
+      call.report(`writing ${what(job)}`, error);
+    }
+    return value;
+  }
+
+  /**
+   * A tagged call, on every protocol: one read of the key and its tags' version keys (one round
+   * trip per server); a hit only when the value's envelope carries exactly these tags, each with
+   * its current version. On a miss, missing version keys are created first, then the factory
+   * runs, and its result is stored with the versions read BEFORE it ran: a tag invalidated
+   * meanwhile (a new version) makes it read back as a miss. It is stored in add mode after a
+   * plain miss and with the cas of the item read otherwise, so a write made meanwhile wins.
+   */
+  private async taggedFlow(job: Job, tagKeys: readonly string[]): Promise<unknown> {
+    const { key, call } = job;
+    const tags = this.backend.tags;
+    if (tags === undefined || tagKeys.length === 0) {
+      publishCacheOutcome(key, 'error');
+      call.report(
+        `reading ${what(job)}`,
+        new Error('tags need a MemcachedClient of this package; the cache is bypassed'),
+      );
+      return job.compute();
+    }
+    let read: Awaited<ReturnType<TagBackend['read']>>;
+    try {
+      read = await tags.read(key, tagKeys);
+    } catch (error) {
+      // Without the versions nothing can be checked nor stored.
+      publishCacheOutcome(key, 'error');
+      call.report(`reading ${what(job)}`, error);
+      return job.compute();
+    }
+    const { item } = read;
+    let versions = read.versions;
+    if (item !== undefined && versions.every((v) => v !== undefined)) {
+      let envelope: Envelope | undefined;
+      try {
+        envelope = isEnvelope(item.flags, item.data) ? parseEnvelope(key, item.data) : undefined;
+      } catch (error) {
+        call.report(`reading ${what(job)}`, error);
+      }
+      if (envelope !== undefined && sameVersions(envelope.versions, tagKeys, versions)) {
+        let value: unknown = FAILED;
+        try {
+          value = await tags.decode(key, envelope.flags, envelope.data);
+        } catch (error) {
+          call.report(`reading ${what(job)}`, error);
+        }
+        if (value !== FAILED) {
+          publishCacheOutcome(key, 'hit');
+          return value;
+        }
+      }
+    }
+    publishCacheOutcome(key, 'miss');
+    if (versions.some((v) => v === undefined)) {
+      const missing = tagKeys.filter((_, i) => versions[i] === undefined);
+      try {
+        const created = await tags.create(missing);
+        let j = 0;
+        versions = versions.map((v) => v ?? created[j++]);
+      } catch (error) {
+        call.report(`creating the tag versions of ${what(job)}`, error);
+      }
+    }
+    const value: unknown = await job.compute();
+    // A version that could not be had: the value cannot be stored so that it is ever checked.
+    if (versions.some((v) => v === undefined) || !this.storable(value, job)) return value;
+    const cas = item?.cas;
+    const mode = item === undefined ? 'add' : cas === undefined || cas === '0' ? 'set' : 'cas';
+    try {
+      await tags.fill(
+        key,
+        value,
+        this.storedTtl(job.policy),
+        mode,
+        cas,
+        tagKeys.map((k, i) => [k, versions[i]!] as const),
+      );
     } catch (error) {
       call.report(`writing ${what(job)}`, error);
     }
@@ -272,7 +412,9 @@ export class CacheAside {
   /** The decoded value of an item, or FAILED (reported) when it cannot be read. */
   private async decoded(job: Job, item: LeasedItem): Promise<unknown> {
     try {
-      return await this.backend.decode(job.key, item);
+      const value = await this.backend.decode(job.key, item);
+      // A tagged value is no hit for an untagged call (its tags cannot be checked).
+      return value instanceof TaggedValue ? FAILED : value;
     } catch (error) {
       job.call.report(`reading ${what(job)}`, error);
       return FAILED;
@@ -370,6 +512,20 @@ export class CacheAside {
 }
 
 const FAILED: unique symbol = Symbol('failed');
+
+/** Whether an envelope carries exactly `tagKeys`, each with the version in `versions`. */
+function sameVersions(
+  stored: ReadonlyMap<string, string>,
+  tagKeys: readonly string[],
+  versions: ReadonlyArray<string | undefined>,
+): boolean {
+  if (stored.size !== tagKeys.length) return false;
+  for (let i = 0; i < tagKeys.length; i++) {
+    const version = versions[i];
+    if (version === undefined || stored.get(tagKeys[i]!) !== version) return false;
+  }
+  return true;
+}
 
 function what(job: Job): string {
   return job.call.label === undefined ? `"${job.key}"` : `"${job.key}" (${job.call.label})`;

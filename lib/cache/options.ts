@@ -1,5 +1,6 @@
 import { MemcachedOptionsError, MemcachedValueError } from '../errors.js';
 import type { MemcachedProtocol } from '../options.js';
+import { checkTags } from './tags.js';
 
 /** A lease across processes: `ttl` seconds of lifetime if its holder dies, `wait` ms for others. */
 export interface LeaseOptions {
@@ -31,6 +32,12 @@ export interface GetOrSetOptions<T> {
    * wait for its value. `true` = `{ ttl: 30, wait: 2000 }`. Needs `protocol: 'meta'`.
    */
   lease?: boolean | LeaseOptions;
+  /**
+   * Tags of the value: `invalidateTags(tags)` with any of them makes it a miss, on every server
+   * and for every process. A tagged read fetches the value and the tags' version keys in one
+   * round trip per server. Not combinable with `lease` / `staleWhileRevalidate`.
+   */
+  tags?: readonly string[];
 }
 
 /** Options of `invalidate`. */
@@ -58,10 +65,12 @@ export interface CachePolicy {
   /** 0 = off. */
   staleWhileRevalidate: number;
   lease: { ttl: number; wait: number } | undefined;
+  /** Checked tag names (no duplicates); undefined or empty: untagged. */
+  tags?: readonly string[];
 }
 
 /** The option names of getOrSet (and of the decorators that pass them on). */
-const POLICY_KEYS = ['ttl', 'unless', 'staleWhileRevalidate', 'lease'];
+const POLICY_KEYS = ['ttl', 'unless', 'staleWhileRevalidate', 'lease', 'tags'];
 
 /**
  * Checks getOrSet options before anything is sent: numbers must be whole and in range, and
@@ -74,6 +83,7 @@ export function resolveCachePolicy(
     ttl?: unknown;
     staleWhileRevalidate?: unknown;
     lease?: unknown;
+    tags?: unknown;
   },
   protocol: MemcachedProtocol,
   where: string,
@@ -92,6 +102,13 @@ export function resolveCachePolicy(
   const { ttl, staleWhileRevalidate: swr, lease } = opts;
   const wantsLease = lease !== undefined && lease !== false;
   const wantsSwr = swr !== undefined && swr !== 0;
+  const tags = checkTags(opts.tags, where);
+  if (tags.length > 0 && (wantsLease || wantsSwr)) {
+    throw new MemcachedOptionsError(
+      wantsLease ? 'lease' : 'staleWhileRevalidate',
+      `${where} asks for tags together with ${wantsLease ? 'lease' : 'staleWhileRevalidate'}, which is not supported: a tagged value is checked against its tags' versions on every read, outside memcached's lease and stale-item states. Drop one of the two`,
+    );
+  }
   if ((wantsLease || wantsSwr) && protocol !== 'meta') {
     const what =
       wantsLease && wantsSwr
@@ -153,7 +170,12 @@ export function resolveCachePolicy(
           : whole(l.wait, `${where}: lease.wait`, 0, 600_000, 'ms'),
     };
   }
-  return { ttl: ttl as number | undefined, staleWhileRevalidate, lease: resolvedLease };
+  return {
+    ttl: ttl as number | undefined,
+    staleWhileRevalidate,
+    lease: resolvedLease,
+    ...(tags.length > 0 ? { tags } : {}),
+  };
 }
 
 /** Checks the staleTtl of invalidate. */

@@ -3,6 +3,13 @@ import type { RetrievedItem } from '../protocol/request.js';
 import { compress, decompress, type CompressionOptions } from '../serde/compression.js';
 import { lz4Decompress } from '../serde/lz4.js';
 import { FLAG_COMPRESSED, FLAG_LZ4, type Serde } from '../serde/serde.js';
+import {
+  FLAG_TAGGED,
+  isEnvelope,
+  parseEnvelope,
+  TaggedValue,
+  wrapEnvelope,
+} from '../cache/tags.js';
 
 /** A value as stored: bytes and flags. */
 export interface Encoded {
@@ -81,7 +88,19 @@ export class ValueCodec {
         { command },
       );
     }
-    const flags = item.flags;
+    if (isEnvelope(item.flags, item.data)) {
+      // A value stored with tags: plain reads see its envelope (they cannot check the tags).
+      const envelope = parseEnvelope(key, item.data);
+      const value = this.decodeBytes(key, envelope.flags, envelope.data, command);
+      return value instanceof Promise
+        ? value.then((v) => new TaggedValue(v, envelope.versions))
+        : new TaggedValue(value, envelope.versions);
+    }
+    return this.decodeBytes(key, item.flags, item.data, command);
+  }
+
+  /** Stored bytes and flags (not an envelope) → value; see {@link decode}. */
+  decodeBytes(key: string, flags: number, data: Buffer, command: string): unknown {
     const packed = flags & (FLAG_COMPRESSED | FLAG_LZ4);
     if (packed !== 0) {
       if (packed !== FLAG_COMPRESSED && packed !== FLAG_LZ4) {
@@ -92,15 +111,28 @@ export class ValueCodec {
       }
       const limit = Math.max(MAX_DECOMPRESSED, this.maxValueSize);
       const inflated =
-        packed === FLAG_LZ4
-          ? lz4Decompress(key, item.data, limit)
-          : decompress(key, item.data, limit);
+        packed === FLAG_LZ4 ? lz4Decompress(key, data, limit) : decompress(key, data, limit);
       const rest = flags & ~packed;
       return inflated instanceof Promise
         ? inflated.then((data) => this.deserialize(key, data, rest, flags))
         : this.deserialize(key, inflated, rest, flags);
     }
-    return this.deserialize(key, item.data, flags, flags);
+    return this.deserialize(key, data, flags, flags);
+  }
+
+  /** Wraps an encoded value in a tagged envelope (flags 128), checking the size again. */
+  envelope(
+    command: string,
+    key: string,
+    encoded: Encoded,
+    versions: ReadonlyArray<readonly [string, string]>,
+  ): Encoded {
+    return this.sized(
+      command,
+      key,
+      wrapEnvelope(encoded.flags, encoded.data, versions),
+      FLAG_TAGGED,
+    );
   }
 
   private sized(command: string, key: string, data: Buffer, flags: number): Encoded {

@@ -14,6 +14,7 @@ export type {
 } from './memcached-client.js';
 export type { CommandContext, Interceptor } from './interceptors.js';
 export type { GetOrSetOptions, InvalidateOptions, LeaseOptions } from '../cache/options.js';
+export { TaggedValue, FLAG_TAGGED, MAX_TAGS } from '../cache/tags.js';
 export type {
   MemcachedCacheEvent,
   MemcachedCacheOutcome,

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { CacheAside, type CacheBackend } from '../cache/cache-aside.js';
+import { CacheAside, type CacheBackend, type TagBackend } from '../cache/cache-aside.js';
+import { checkTags, newVersion, readVersion, tagKey } from '../cache/tags.js';
 import {
   resolveCachePolicy,
   resolveStaleTtl,
@@ -30,7 +31,7 @@ import type { LeasedItem, RetrievedItem, StoreOp, StoreStatus } from '../protoco
 import { textDriver } from '../protocol/text/driver.js';
 import { GetBatcher } from './batcher.js';
 import { ValueCodec, type Encoded } from './codec.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, type ServerFailure } from './dispatcher.js';
 import {
   buildInterceptors,
   runIntercepted,
@@ -542,7 +543,9 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
    * Concurrent calls for one key in this process share one run (single flight). On
    * `protocol: 'meta'`, `lease` makes that one run across every process and client, and
    * `staleWhileRevalidate` serves an expired or invalidated value while one caller refreshes it
-   * in the background. A write, delete or invalidation of the key while the factory runs wins:
+   * in the background. With `tags`, `invalidateTags` of any of them makes the value a miss
+   * everywhere; a tagged read costs one round trip per server for the key and its tags' version
+   * keys. A write, delete or invalidation of the key (or of one of its tags) while the factory runs wins:
    * the factory's result is returned but not stored over it. Cache failures never fail the call
    * (they are emitted as `ignoredError`, command `getOrSet`); errors of `factory` reject every
    * caller waiting for it. Invalid options reject before anything is sent.
@@ -588,6 +591,42 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         'invalidate',
         { op: 'invalidate', key: wire, ttl },
         identity,
+      );
+    });
+  }
+
+  /**
+   * Invalidates tags: every value stored by a `getOrSet` with any of these tags becomes a miss,
+   * on every server and for every process (each tag's version key gets a new random version;
+   * one round trip per server, no flush, no listing of keys). A value being computed under one
+   * of them when this is called is returned to its callers but reads back as a miss. Bad tags
+   * (not an array, a tag that is not a non-empty string, or has whitespace or control
+   * characters) reject with MemcachedKeyError before anything is sent; `[]` sends nothing.
+   */
+  invalidateTags(tags: readonly string[]): Promise<void> {
+    let keys: string[];
+    try {
+      keys = checkTags(tags, 'invalidateTags').map((tag) => tagKey(tag, this.prefixBytes));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.cache.tagsInvalidated(keys);
+    return this.intercept('invalidateTags', keys, undefined, async () => {
+      if (keys.length === 0) return;
+      const wires = this.wires(keys, 'invalidateTags');
+      await this.dispatcher.fanOut(
+        'invalidateTags',
+        keys.map((key, i) => ({
+          key,
+          spec: {
+            op: 'set' as const,
+            key: wires[i]!,
+            flags: 0,
+            ttl: 0,
+            value: Buffer.from(newVersion(), 'latin1'),
+            noreply: false,
+          },
+        })),
       );
     });
   }
@@ -750,6 +789,115 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
           false,
         ),
       sleep: (ms) => this.lifecycle.sleep(ms, 'getOrSet'),
+      tags: this.tagBackend(),
+    };
+  }
+
+  /** Tagged getOrSet on this client's internal calls (see lib/cache/tags.ts). */
+  private tagBackend(): TagBackend {
+    /** Raw items of `keys` (gets), one request per server; a failed server's keys are missing. */
+    const readRaw = async (keys: readonly string[]): Promise<Array<RetrievedItem | undefined>> => {
+      const wires = this.wires(keys, 'getOrSet');
+      // Not a sparse array: every entry is visited by map / every / some.
+      const out = Array.from<RetrievedItem | undefined>({ length: keys.length });
+      const groups = new Map<ServerNode, number[]>();
+      for (let i = 0; i < keys.length; i++) {
+        const node = this.cluster.nodeFor(keys[i]!);
+        const list = groups.get(node);
+        if (list === undefined) groups.set(node, [i]);
+        else list.push(i);
+      }
+      const nodes = [...groups];
+      const settled = await Promise.allSettled(
+        nodes.map(([node, indexes]) =>
+          this.dispatcher.send(
+            node,
+            'getOrSet',
+            { op: 'gets', keys: indexes.map((i) => wires[i]!) },
+            (items) => {
+              for (const item of items) out[indexes[item.index]!] = item;
+            },
+          ),
+        ),
+      );
+      const failures: ServerFailure[] = [];
+      settled.forEach((s, i) => {
+        if (s.status === 'rejected') failures.push([nodes[i]![0], s.reason]);
+      });
+      this.dispatcher.settleFailures('getOrSet', failures);
+      return out;
+    };
+    const versionOf = (item: RetrievedItem | undefined): string | undefined =>
+      item === undefined || item.tooLarge !== 0 ? undefined : readVersion(item.data);
+    return {
+      keys: (tags) => tags.map((tag) => tagKey(tag, this.prefixBytes)),
+      read: (key, tagKeys) => {
+        const keys = [key, ...tagKeys];
+        const missed = { item: undefined, versions: tagKeys.map(() => undefined) };
+        return this.intercept('getOrSet', keys, missed, async () => {
+          const items = await readRaw(keys);
+          return { item: items[0], versions: items.slice(1).map(versionOf) };
+        });
+      },
+      create: (tagKeys) =>
+        this.intercept(
+          'getOrSet',
+          tagKeys,
+          tagKeys.map(() => undefined),
+          async () => {
+            const wires = this.wires(tagKeys, 'getOrSet');
+            const fresh = tagKeys.map(() => newVersion());
+            const results = await this.dispatcher.fanOut(
+              'getOrSet',
+              tagKeys.map((key, i) => ({
+                key,
+                spec: {
+                  op: 'add' as const,
+                  key: wires[i]!,
+                  flags: 0,
+                  ttl: 0,
+                  value: Buffer.from(fresh[i]!, 'latin1'),
+                  noreply: false,
+                },
+              })),
+            );
+            // Dense (a failed server leaves holes in results).
+            const versions = Array.from({ length: tagKeys.length }, (_, i) =>
+              results[i] === 'stored' ? fresh[i] : undefined,
+            );
+            // Created by someone else meanwhile: theirs is the version in force.
+            const again = tagKeys.filter((_, i) => results[i] === 'not_stored');
+            if (again.length > 0) {
+              const items = await readRaw(again);
+              let j = 0;
+              for (let i = 0; i < tagKeys.length; i++) {
+                if (results[i] === 'not_stored') versions[i] = versionOf(items[j++]);
+              }
+            }
+            return versions;
+          },
+        ),
+      decode: (key, flags, data) => this.codec.decodeBytes(key, flags, data, 'getOrSet'),
+      fill: (key, value, ttl, mode, cas, versions) =>
+        this.intercept('getOrSet', [key], false, async () => {
+          const wire = this.wire(key, 'getOrSet');
+          const inner = await this.codec.encode('getOrSet', key, value);
+          const e = this.codec.envelope('getOrSet', key, inner, versions);
+          return this.dispatcher.send(
+            this.cluster.nodeFor(key),
+            'getOrSet',
+            {
+              op: mode,
+              key: wire,
+              flags: e.flags,
+              ttl,
+              value: e.data,
+              cas: mode === 'cas' ? cas : undefined,
+              noreply: false,
+            },
+            isStored,
+          );
+        }),
     };
   }
 

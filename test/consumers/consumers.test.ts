@@ -370,7 +370,9 @@ const clientExports = [
   'FLAG_JSON',
   'FLAG_LONG',
   'FLAG_LZ4',
+  'FLAG_TAGGED',
   'FLAG_TEXT',
+  'MAX_TAGS',
   'MEMCACHED_OPTION_NAMES',
   'MemcachedAuthError',
   'MemcachedBackpressureError',
@@ -388,6 +390,7 @@ const clientExports = [
   'MemcachedUnknownCommandError',
   'MemcachedValueError',
   'RETRYABLE_COMMANDS',
+  'TaggedValue',
   'defaultSerde',
   'parseServer',
 ];

@@ -171,6 +171,7 @@ const CLIENT_METHODS = {
   resetDeadServers: true,
   getOrSet: true,
   invalidate: true,
+  invalidateTags: true,
   close: true,
 } as const satisfies Record<keyof ClientMethods, true>;
 export type NoExtraMethods = Assert<

@@ -1,0 +1,307 @@
+/**
+ * Tag invalidation (API.md section 10) against real memcached servers, on every protocol:
+ * getOrSet with `tags`, invalidateTags, the version keys and the envelope. The servers are
+ * never flushed (`stats cmd_flush` stays 0): every test uses keys and tags of its own. Factory
+ * runs are counted locally (one client) or by memcached (an incr counter, several clients).
+ */
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import {
+  MemcachedClient,
+  MemcachedKeyError,
+  MemcachedOptionsError,
+  MemcachedService,
+  TaggedValue,
+} from '../../lib/index.js';
+import {
+  rawRequest,
+  serverStats,
+  startMemcached,
+  startMemcacheds,
+  stopAllMemcached,
+  type MemcachedProcess,
+} from '../harness/memcached.js';
+import { PROTOCOLS } from '../harness/protocols.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+let server: MemcachedProcess;
+let trio: MemcachedProcess[];
+const open: MemcachedClient[] = [];
+let unique = 0;
+/** A name no other test uses (keys and tags live on without flushes). */
+const fresh = (what: string): string => `${what}-${process.pid}-${++unique}`;
+
+beforeAll(async () => {
+  server = await startMemcached();
+  trio = await startMemcacheds(3);
+});
+
+afterAll(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  // The whole suite ran without a single flush_all.
+  for (const s of [server, ...trio]) expect((await serverStats(s))['cmd_flush']).toBe('0');
+  await stopAllMemcached();
+});
+
+function client(options: ConstructorParameters<typeof MemcachedClient>[0] = {}): MemcachedClient {
+  const c = new MemcachedClient({ servers: server.address, timeout: 3000, ...options });
+  open.push(c);
+  return c;
+}
+
+/** A factory counting its runs. */
+function counter<T>(
+  value: (n: number) => T,
+  ms = 0,
+): { runs: () => number; factory: () => Promise<T> } {
+  let n = 0;
+  return {
+    runs: () => n,
+    factory: async () => {
+      n++;
+      if (ms > 0) await sleep(ms);
+      return value(n);
+    },
+  };
+}
+
+const stat = async (s: MemcachedProcess, name: string): Promise<number> =>
+  Number((await serverStats(s))[name]);
+
+describe.each(PROTOCOLS)('protocol %s', (protocol) => {
+  test('a tagged value hits until one of its tags is invalidated; values under other tags still hit; no flush', async () => {
+    const mc = client({ protocol });
+    const [products, users] = [fresh('products'), fresh('users')];
+    const [list, user] = [fresh('list'), fresh('user')];
+    const a = counter((n) => ({ list: n }));
+    const b = counter((n) => `user:${n}`);
+    expect(await mc.getOrSet(list, a.factory, { tags: [products], ttl: 60 })).toEqual({ list: 1 });
+    expect(await mc.getOrSet(user, b.factory, { tags: [users], ttl: 60 })).toBe('user:1');
+    expect(await mc.getOrSet(list, a.factory, { tags: [products], ttl: 60 })).toEqual({ list: 1 });
+    expect(await mc.getOrSet(user, b.factory, { tags: [users], ttl: 60 })).toBe('user:1');
+    expect([a.runs(), b.runs()]).toEqual([1, 1]);
+
+    await mc.invalidateTags([products]);
+    expect(await mc.getOrSet(list, a.factory, { tags: [products], ttl: 60 })).toEqual({ list: 2 });
+    expect(await mc.getOrSet(user, b.factory, { tags: [users], ttl: 60 })).toBe('user:1');
+    // The recomputed value is stored under the new version: a hit again.
+    expect(await mc.getOrSet(list, a.factory, { tags: [products], ttl: 60 })).toEqual({ list: 2 });
+    expect([a.runs(), b.runs()]).toEqual([2, 1]);
+    expect(await stat(server, 'cmd_flush')).toBe(0);
+  });
+
+  test('one tag of several invalidated is enough; the version key is `__tag:<tag>` under keyPrefix', async () => {
+    const prefix = `${fresh('app')}:`;
+    const mc = client({ protocol, keyPrefix: prefix });
+    const plain = client({ protocol });
+    const tags = [fresh('t1'), fresh('t2'), fresh('t3')];
+    const key = fresh('k');
+    const c = counter((n) => n);
+    await mc.getOrSet(key, c.factory, { tags });
+    // The version keys exist under the prefix, as raw bytes.
+    for (const tag of tags) {
+      const version = await plain.get<Buffer>(`${prefix}__tag:${tag}`);
+      expect(Buffer.isBuffer(version) && version.length).toBe(16);
+    }
+    await mc.invalidateTags([tags[1]!]);
+    expect(await mc.getOrSet(key, c.factory, { tags })).toBe(2);
+    expect(await mc.getOrSet(key, c.factory, { tags })).toBe(2);
+    expect(c.runs()).toBe(2);
+  });
+
+  test('a version key that is gone (evicted: deleted directly) makes the value a miss, never a hit', async () => {
+    const mc = client({ protocol });
+    const tag = fresh('evicted');
+    const key = fresh('k');
+    const c = counter((n) => `v${n}`);
+    expect(await mc.getOrSet(key, c.factory, { tags: [tag], ttl: 60 })).toBe('v1');
+    const reply = await rawRequest(server, `delete __tag:${tag}\r\n`, /\r\n$/);
+    expect(reply).toBe('DELETED\r\n');
+    expect(await mc.getOrSet(key, c.factory, { tags: [tag], ttl: 60 })).toBe('v2');
+    // The next reader created a new version; the value stored under it hits.
+    expect(await mc.getOrSet(key, c.factory, { tags: [tag], ttl: 60 })).toBe('v2');
+    expect(c.runs()).toBe(2);
+  });
+
+  test('a tag invalidated while the factory runs wins: the stored value reads back as a miss', async () => {
+    const mc = client({ protocol });
+    const other = client({ protocol }); // another process's client: shares nothing but the server
+    const tag = fresh('race');
+    const key = fresh('k');
+    let runs = 0;
+    const factory = async (): Promise<string> => {
+      runs++;
+      if (runs === 1) {
+        await other.invalidateTags([tag]);
+      }
+      return `v${runs}`;
+    };
+    expect(await mc.getOrSet(key, factory, { tags: [tag] })).toBe('v1');
+    // It was stored (in add mode after the miss), with the version read before the factory ran.
+    const raw = await other.get(key);
+    expect(raw).toBeInstanceOf(TaggedValue);
+    expect((raw as TaggedValue).value).toBe('v1');
+    expect(await mc.getOrSet(key, factory, { tags: [tag] })).toBe('v2');
+    expect(await mc.getOrSet(key, factory, { tags: [tag] })).toBe('v2');
+    expect(runs).toBe(2);
+  });
+
+  test('invalidateTags on the same client while a factory runs: the result is not stored, later callers do not join it', async () => {
+    const mc = client({ protocol });
+    const tag = fresh('inflight');
+    const key = fresh('k');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const first = mc.getOrSet(
+      key,
+      async () => {
+        await gate;
+        return 'old';
+      },
+      { tags: [tag] },
+    );
+    await sleep(50);
+    await mc.invalidateTags([tag]);
+    const second = mc.getOrSet(key, () => 'new', { tags: [tag] });
+    release();
+    expect(await first).toBe('old');
+    expect(await second).toBe('new');
+    expect(await mc.getOrSet(key, () => 'third', { tags: [tag] })).toBe('new');
+  });
+
+  test('a plain get sees the envelope (TaggedValue); an untagged getOrSet does not take it for a hit', async () => {
+    const mc = client({ protocol });
+    const tag = fresh('env');
+    const key = fresh('k');
+    await mc.getOrSet(key, () => ({ a: 1 }), { tags: [tag] });
+    const seen = await mc.get(key);
+    expect(seen).toBeInstanceOf(TaggedValue);
+    const tagged = seen as TaggedValue<{ a: number }>;
+    expect(tagged.value).toEqual({ a: 1 });
+    expect([...tagged.versions.keys()]).toEqual([`__tag:${tag}`]);
+    const version = await mc.get<Buffer>(`__tag:${tag}`);
+    expect(tagged.versions.get(`__tag:${tag}`)).toBe(version!.toString('latin1'));
+    expect((await mc.getMany([key])).get(key)).toBeInstanceOf(TaggedValue);
+    expect(await mc.getOrSet(key, () => 'untagged')).toBe('untagged');
+    expect(await mc.get(key)).toBe('untagged');
+  });
+
+  test('a value stored with other tags is a miss for a read with these tags', async () => {
+    const mc = client({ protocol });
+    const [t1, t2] = [fresh('a'), fresh('b')];
+    const key = fresh('k');
+    expect(await mc.getOrSet(key, () => 'ab', { tags: [t1, t2] })).toBe('ab');
+    expect(await mc.getOrSet(key, () => 'ab', { tags: [t2, t1] })).toBe('ab'); // order is free
+    expect(await mc.getOrSet(key, () => 'a', { tags: [t1] })).toBe('a');
+    expect(await mc.getOrSet(key, () => 'x', { tags: [t1] })).toBe('a');
+  });
+
+  test('tags too long for a key are hashed (`__tag#…`); non-ASCII tags work', async () => {
+    const mc = client({ protocol, keyPrefix: 'p:' });
+    const long = 'x'.repeat(300) + fresh('');
+    const utf = `caf\u00e9-${fresh('t')}`;
+    const key = fresh('k');
+    const c = counter((n) => n);
+    await mc.getOrSet(key, c.factory, { tags: [long, utf] });
+    const entry = (await mc.get(key)) as TaggedValue;
+    const keys = [...entry.versions.keys()];
+    expect(keys[0]).toMatch(/^__tag#[A-Za-z0-9_-]{43}$/);
+    expect(keys[1]).toBe(`__tag:${utf}`);
+    await mc.getOrSet(key, c.factory, { tags: [long, utf] });
+    expect(c.runs()).toBe(1);
+    await mc.invalidateTags([long]);
+    await mc.getOrSet(key, c.factory, { tags: [long, utf] });
+    expect(c.runs()).toBe(2);
+  });
+
+  test('bad tags reject with MemcachedKeyError before anything is sent', async () => {
+    const mc = client({ protocol });
+    const before = await serverStats(server);
+    const bad: unknown[] = [
+      'products',
+      [''],
+      ['a b'],
+      ['a\nb'],
+      [1],
+      [null],
+      ['\ud800'],
+      Array(33)
+        .fill(0)
+        .map((_, i) => `t${i}`),
+    ];
+    for (const tags of bad) {
+      await expect(mc.invalidateTags(tags as string[])).rejects.toThrow(MemcachedKeyError);
+      await expect(mc.getOrSet(fresh('k'), () => 1, { tags: tags as string[] })).rejects.toThrow(
+        MemcachedKeyError,
+      );
+    }
+    await expect(mc.invalidateTags(['a b'])).rejects.toThrow(/tag "a b" contains a space/);
+    await mc.invalidateTags([]); // nothing to do
+    const after = await serverStats(server);
+    for (const name of ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']) {
+      expect([name, after[name]]).toEqual([name, before[name]]);
+    }
+  });
+
+  test('tags with lease or staleWhileRevalidate are refused with MemcachedOptionsError', async () => {
+    const mc = client({ protocol });
+    const opts =
+      protocol === 'meta' ? [{ lease: true }, { staleWhileRevalidate: 10 }] : [{ lease: true }];
+    for (const o of opts) {
+      await expect(mc.getOrSet(fresh('k'), () => 1, { tags: ['t'], ...o })).rejects.toThrow(
+        MemcachedOptionsError,
+      );
+    }
+    if (protocol === 'meta') {
+      await expect(mc.getOrSet('k', () => 1, { tags: ['t'], lease: true })).rejects.toThrow(
+        /tags together with lease, which is not supported/,
+      );
+    }
+  });
+
+  test('MemcachedService: getOrSet with tags and invalidateTags (delegated)', async () => {
+    const service = new MemcachedService({ servers: server.address, protocol });
+    try {
+      const tag = fresh('svc');
+      const key = fresh('k');
+      const c = counter((n) => n);
+      await service.getOrSet(key, c.factory, { tags: [tag] });
+      await service.getOrSet(key, c.factory, { tags: [tag] });
+      await service.invalidateTags([tag]);
+      await service.getOrSet(key, c.factory, { tags: [tag] });
+      expect(c.runs()).toBe(2);
+    } finally {
+      await service.close();
+    }
+  });
+
+  test('three servers: value and version keys on different servers, one request per server, one cmd_get per key', async () => {
+    const mc = new MemcachedClient({ servers: trio.map((s) => s.address), protocol });
+    open.push(mc);
+    const byId = new Map(trio.map((s) => [s.serverId, s]));
+    // A key and two tags whose three keys land on three different servers.
+    const spread = (): { key: string; tags: string[] } => {
+      for (let i = 0; i < 500; i++) {
+        const key = fresh('multi');
+        const tags = [fresh('ta'), fresh('tb')];
+        const homes = new Set([key, ...tags.map((t) => `__tag:${t}`)].map((k) => mc.serverFor(k)));
+        if (homes.size === 3) return { key, tags };
+      }
+      throw new Error('no spread found');
+    };
+    const { key, tags } = spread();
+    const c = counter((n) => n);
+    await mc.getOrSet(key, c.factory, { tags });
+    const gets = async (): Promise<number[]> => Promise.all(trio.map((s) => stat(s, 'cmd_get')));
+    const before = await gets();
+    expect(await mc.getOrSet(key, c.factory, { tags })).toBe(1);
+    const after = await gets();
+    // A tagged read asked each of the three servers for its one key.
+    expect(after.map((n, i) => n - before[i]!)).toEqual([1, 1, 1]);
+    await mc.invalidateTags([tags[0]!]);
+    expect(await mc.getOrSet(key, c.factory, { tags })).toBe(2);
+    expect(await mc.getOrSet(key, c.factory, { tags })).toBe(2);
+    expect(c.runs()).toBe(2);
+    expect(byId.size).toBe(3);
+  });
+});
