@@ -98,10 +98,16 @@ export function newVersion(): string {
   return randomBytes(12).toString('base64url');
 }
 
-/** A version as read from a version key (raw bytes), or undefined if it is not one. */
+const VERSION = /^[\x21-\x7e]{1,64}$/;
+
+/**
+ * A version as read from a version key (raw bytes), or undefined if the bytes are not one (then
+ * no value is stored under it, and none is a hit).
+ */
 export function readVersion(data: Buffer): string | undefined {
   if (data.length === 0 || data.length > 64) return undefined;
-  return data.toString('latin1');
+  const version = data.toString('latin1');
+  return VERSION.test(version) ? version : undefined;
 }
 
 /** A stored value with the versions of its tags, as a plain read (get, getMany...) returns it. */

@@ -109,18 +109,22 @@ describe.each(PROTOCOLS)('protocol %s', (protocol) => {
     expect(c.runs()).toBe(2);
   });
 
-  test('a version key that is gone (evicted: deleted directly) makes the value a miss, never a hit', async () => {
+  test('a version key that is gone (evicted: deleted directly) makes every value under it a miss, never a hit', async () => {
     const mc = client({ protocol });
     const tag = fresh('evicted');
-    const key = fresh('k');
+    const [k1, k2] = [fresh('k'), fresh('k')];
     const c = counter((n) => `v${n}`);
-    expect(await mc.getOrSet(key, c.factory, { tags: [tag], ttl: 60 })).toBe('v1');
+    expect(await mc.getOrSet(k1, c.factory, { tags: [tag], ttl: 60 })).toBe('v1');
+    expect(await mc.getOrSet(k2, c.factory, { tags: [tag], ttl: 60 })).toBe('v2');
     const reply = await rawRequest(server, `delete __tag:${tag}\r\n`, /\r\n$/);
     expect(reply).toBe('DELETED\r\n');
-    expect(await mc.getOrSet(key, c.factory, { tags: [tag], ttl: 60 })).toBe('v2');
-    // The next reader created a new version; the value stored under it hits.
-    expect(await mc.getOrSet(key, c.factory, { tags: [tag], ttl: 60 })).toBe('v2');
-    expect(c.runs()).toBe(2);
+    // The first reader creates a new version; the other value, stored under the old one, is
+    // still a miss: a version is never made again.
+    expect(await mc.getOrSet(k1, c.factory, { tags: [tag], ttl: 60 })).toBe('v3');
+    expect(await mc.getOrSet(k2, c.factory, { tags: [tag], ttl: 60 })).toBe('v4');
+    expect(await mc.getOrSet(k1, c.factory, { tags: [tag], ttl: 60 })).toBe('v3');
+    expect(await mc.getOrSet(k2, c.factory, { tags: [tag], ttl: 60 })).toBe('v4');
+    expect(c.runs()).toBe(4);
   });
 
   test('a tag invalidated while the factory runs wins: the stored value reads back as a miss', async () => {
