@@ -30,6 +30,7 @@ import {
   randomValue,
   rawRequests,
   rawSet,
+  tagsFor,
   valueFor,
   type Workload,
 } from './workloads.js';
@@ -476,9 +477,11 @@ async function prepare(
   const keys = keysFor(workload, name);
   const base = { name, rounds: [] as RoundResult[] };
   const needsData = workload.op === 'get' || workload.op === 'getMany';
+  // raw reads plain values where ours reads what getOrSet stored (and the version keys).
+  const rawData = needsData || workload.op === 'getOrSet';
   if (name === 'raw') {
     const raw = await RawPipeline.connect(server.host, server.port);
-    if (needsData) {
+    if (rawData) {
       const data = Buffer.from(value);
       const sets = keys.map((k) => rawSet(k, 0, data));
       const stored = await raw.run(
@@ -529,6 +532,12 @@ async function prepare(
   };
   try {
     if (needsData) await populate(driver, keys, value);
+    if (workload.op === 'getOrSet') {
+      const getOrSet = cacheAside(driver);
+      for (let i = 0; i < keys.length; i++) {
+        await getOrSet(keys[i]!, () => value, tagsFor(workload, i));
+      }
+    }
   } catch (err) {
     contender.error = `populating failed: ${errorText(err)}`;
     config.log(`  ${name}: ${contender.error}`);
@@ -559,6 +568,16 @@ function opRunner(
       op = (i) => driver.getMany(batches[i % batches.length]!);
       break;
     }
+    case 'getOrSet': {
+      const getOrSet = cacheAside(driver);
+      const tags = keys.map((_, i) => tagsFor(workload, i));
+      // Every call should hit (the keys were stored by populate): a factory run is a miss.
+      const miss = (): string => {
+        throw new Error('getOrSet missed: the factory ran');
+      };
+      op = (i) => getOrSet(keys[i % n]!, miss, tags[i % n]);
+      break;
+    }
   }
   const activate = driver.activate;
   if (activate === undefined)
@@ -571,6 +590,13 @@ function opRunner(
       deactivate();
     }
   };
+}
+
+/** The driver's getOrSet (ours only). */
+function cacheAside(driver: Driver): NonNullable<Driver['getOrSet']> {
+  const getOrSet = driver.getOrSet?.bind(driver);
+  if (getOrSet === undefined) throw new Error(`${driver.name} has no getOrSet`);
+  return getOrSet;
 }
 
 async function populate(driver: Driver, keys: readonly string[], value: string): Promise<void> {
@@ -596,7 +622,10 @@ async function verify(c: Contender, workload: Workload, value: string): Promise<
       throw new Error(`getMany returned ${hits} hits, expected ${workload.batch ?? 100}`);
     return;
   }
-  const got = await d.get(keys[0]!);
+  const got =
+    workload.op === 'getOrSet'
+      ? await cacheAside(d)(keys[0]!, () => 'a miss', tagsFor(workload, 0))
+      : await d.get(keys[0]!);
   if (got !== value) {
     throw new Error(
       `get returned ${got === undefined ? 'a miss' : `${typeof got} of length ${String(got).length}`}, expected the ${value.length}-byte string`,

@@ -52,6 +52,12 @@ export interface Driver {
   set(key: string, value: string): Promise<boolean>;
   /** Resolves the number of hits. */
   getMany(keys: readonly string[]): Promise<number>;
+  /** Cache-aside (ours only): the value, from `factory` on a miss. */
+  getOrSet?(
+    key: string,
+    factory: () => string,
+    tags: readonly string[] | undefined,
+  ): Promise<string>;
   close(): Promise<void>;
   /**
    * Called before each warm-up and round of this client; returns what is called after it (the
@@ -185,6 +191,9 @@ function oursDriver(
     },
     async getMany(keys) {
       return (await client.getMany<string>(keys)).size;
+    },
+    getOrSet(key, factory, tags) {
+      return client.getOrSet(key, factory, tags === undefined ? {} : { tags });
     },
     close() {
       return client.close();

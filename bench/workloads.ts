@@ -4,7 +4,7 @@ import { compressSync as lz4CompressSync } from 'lz4-napi';
 import type { ClientName } from './clients.js';
 import { prng } from '../test/harness/prng.js';
 
-export type Operation = 'get' | 'set' | 'getMany' | 'setCompressed' | 'setText';
+export type Operation = 'get' | 'set' | 'getMany' | 'setCompressed' | 'setText' | 'getOrSet';
 
 export interface Workload {
   /** Stable id, e.g. `get-100B-c64` (use it in BENCH_WORKLOADS). */
@@ -31,6 +31,8 @@ export interface Workload {
   compression?: 'zlib' | 'lz4';
   /** `ours-meta` runs it too (the meta protocol's columns). */
   meta?: boolean;
+  /** `getOrSet`: tags per value (0 or undefined: untagged). */
+  tags?: number;
 }
 
 /**
@@ -104,6 +106,20 @@ export const WORKLOADS: readonly Workload[] = [
     group: 'main',
     clients: ['ours', 'ours-binary', 'raw'],
   },
+  // getOrSet hits, untagged and with two tags (the cost of checking the tags' versions).
+  ...[1, 64].flatMap((c): Workload[] =>
+    [0, 2].map((tags) => ({
+      id: `getOrSet${tags > 0 ? 'Tagged' : ''}-100B-c${c}`,
+      title: `getOrSet${tags > 0 ? ` with ${tags} tags` : ''} 100 B hit, c${c}`,
+      op: 'getOrSet',
+      valueSize: 100,
+      concurrency: c,
+      keyCount: 1000,
+      group: 'main',
+      tags,
+      clients: ['ours', 'ours-binary', 'ours-meta', 'raw'],
+    })),
+  ),
   ...[64, 128, 256, 512].map((kb): Workload => ({
     id: `linear-get-${kb}KB-c1`,
     title: `get ${kb} KB, c1`,
@@ -176,10 +192,20 @@ export function valueFor(workload: Workload): string {
 
 /** Keys of `client` for a workload: each client reads back only what it stored itself. */
 export function keysFor(workload: Workload, client: ClientName): string[] {
-  const space = `${workload.op === 'get' || workload.op === 'getMany' ? 'v' : workload.op}${workload.valueSize}`;
+  const space = `${workload.op === 'get' || workload.op === 'getMany' ? 'v' : workload.op}${workload.tags ?? ''}${workload.valueSize}`;
   const keys: string[] = [];
   for (let i = 0; i < workload.keyCount; i++) keys.push(`bench:${client}:${space}:${i}`);
   return keys;
+}
+
+/**
+ * The tags of key number `i` in a tagged getOrSet workload: one shared by every key, then one of
+ * ten groups, and so on.
+ */
+export function tagsFor(workload: Workload, i: number): string[] | undefined {
+  const n = workload.tags ?? 0;
+  if (n === 0) return undefined;
+  return Array.from({ length: n }, (_, t) => `bench-tag-${t}-${t === 0 ? 'all' : i % 10 ** t}`);
 }
 
 /** getMany batches: `batch` consecutive keys starting at every multiple of `batch`. */
@@ -214,6 +240,16 @@ export function rawRequests(workload: Workload, keys: readonly string[], value: 
     }
     case 'setText':
       return keys.map((k) => rawSet(k, 16, Buffer.from(value)));
+    case 'getOrSet':
+      // What a getOrSet hit reads: the key, or the key and its tags' version keys.
+      return keys.map((k, i) => {
+        const tags = tagsFor(workload, i);
+        return Buffer.from(
+          tags === undefined
+            ? `get ${k}\r\n`
+            : `gets ${[k, ...tags.map((t) => `__tag:${t}`)].join(' ')}\r\n`,
+        );
+      });
   }
 }
 

@@ -31,7 +31,7 @@ import type { LeasedItem, RetrievedItem, StoreOp, StoreStatus } from '../protoco
 import { textDriver } from '../protocol/text/driver.js';
 import { GetBatcher } from './batcher.js';
 import { ValueCodec, type Encoded } from './codec.js';
-import { Dispatcher, type ServerFailure } from './dispatcher.js';
+import { Dispatcher } from './dispatcher.js';
 import {
   buildInterceptors,
   runIntercepted,
@@ -795,36 +795,62 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   /** Tagged getOrSet on this client's internal calls (see lib/cache/tags.ts). */
   private tagBackend(): TagBackend {
-    /** Raw items of `keys` (gets), one request per server; a failed server's keys are missing. */
+    /**
+     * Raw items of `keys` (gets), one request per server — with autoBatch, in the tick's
+     * multi-get of each server, shared with the other reads of the tick. A failed server's keys
+     * are missing (with ignoreErrors), or the read rejects.
+     */
     const readRaw = async (keys: readonly string[]): Promise<Array<RetrievedItem | undefined>> => {
       const wires = this.wires(keys, 'getOrSet');
+      const nodes = keys.map((key) => this.cluster.nodeFor(key));
       // Not a sparse array: every entry is visited by map / every / some.
-      const out = Array.from<RetrievedItem | undefined>({ length: keys.length });
-      const groups = new Map<ServerNode, number[]>();
-      for (let i = 0; i < keys.length; i++) {
-        const node = this.cluster.nodeFor(keys[i]!);
-        const list = groups.get(node);
-        if (list === undefined) groups.set(node, [i]);
-        else list.push(i);
-      }
-      const nodes = [...groups];
-      const settled = await Promise.allSettled(
-        nodes.map(([node, indexes]) =>
-          this.dispatcher.send(
-            node,
-            'getOrSet',
-            { op: 'gets', keys: indexes.map((i) => wires[i]!) },
-            (items) => {
-              for (const item of items) out[indexes[item.index]!] = item;
-            },
+      const out = new Array<RetrievedItem | undefined>(keys.length).fill(undefined);
+      const failed = new Map<ServerNode, unknown>();
+      const batcher = this.batcher;
+      if (batcher !== undefined) {
+        await Promise.all(
+          keys.map(
+            (_, i) =>
+              new Promise<void>((resolve) =>
+                batcher.get(
+                  nodes[i]!,
+                  wires[i]!,
+                  (item) => {
+                    out[i] = item;
+                    resolve();
+                  },
+                  (error) => {
+                    if (!failed.has(nodes[i]!)) failed.set(nodes[i]!, error);
+                    resolve();
+                  },
+                  'gets',
+                ),
+              ),
           ),
-        ),
-      );
-      const failures: ServerFailure[] = [];
-      settled.forEach((s, i) => {
-        if (s.status === 'rejected') failures.push([nodes[i]![0], s.reason]);
-      });
-      this.dispatcher.settleFailures('getOrSet', failures);
+        );
+      } else {
+        const groups = new Map<ServerNode, number[]>();
+        for (let i = 0; i < keys.length; i++) {
+          const list = groups.get(nodes[i]!);
+          if (list === undefined) groups.set(nodes[i]!, [i]);
+          else list.push(i);
+        }
+        await Promise.all(
+          [...groups].map(([node, indexes]) =>
+            this.dispatcher
+              .send(
+                node,
+                'getOrSet',
+                { op: 'gets', keys: indexes.map((i) => wires[i]!) },
+                (items) => {
+                  for (const item of items) out[indexes[item.index]!] = item;
+                },
+              )
+              .catch((error: unknown) => void failed.set(node, error)),
+          ),
+        );
+      }
+      this.dispatcher.settleFailures('getOrSet', [...failed]);
       return out;
     };
     const versionOf = (item: RetrievedItem | undefined): string | undefined =>

@@ -4,7 +4,8 @@
  * never flushed (`stats cmd_flush` stays 0): every test uses keys and tags of its own. Factory
  * runs are counted locally (one client) or by memcached (an incr counter, several clients).
  */
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import { Connection } from '../../lib/connection/connection.js';
 import {
   MemcachedClient,
   MemcachedKeyError,
@@ -278,6 +279,46 @@ describe.each(PROTOCOLS)('protocol %s', (protocol) => {
       await service.close();
     }
   });
+
+  test.each([true, false])(
+    'the cost of a read, counted (autoBatch %s): a tagged hit is one request and 1 + tags keys read (cmd_get)',
+    async (autoBatch) => {
+      const mc = client({ protocol, autoBatch });
+      const tags = [fresh('c1'), fresh('c2')];
+      const [plainKey, taggedKey] = [fresh('plain'), fresh('tagged')];
+      await mc.getOrSet(plainKey, () => 'v');
+      await mc.getOrSet(taggedKey, () => 'v', { tags });
+      /** [requests sent, keys the server read] for `run`. */
+      const cost = async (run: () => Promise<unknown>): Promise<[number, number]> => {
+        const before = await stat(server, 'cmd_get');
+        const spy = jest.spyOn(Connection.prototype, 'enqueue');
+        try {
+          await run();
+          return [spy.mock.calls.length, (await stat(server, 'cmd_get')) - before];
+        } finally {
+          spy.mockRestore();
+        }
+      };
+      expect(await cost(() => mc.getOrSet(plainKey, () => 'x'))).toEqual([1, 1]);
+      expect(await cost(() => mc.getOrSet(taggedKey, () => 'x', { tags }))).toEqual([1, 3]);
+      // Ten concurrent tagged reads: with autoBatch one multi-get for all of them.
+      const ten = (): Promise<unknown> =>
+        Promise.all(Array.from({ length: 10 }, () => mc.getOrSet(taggedKey, () => 'x', { tags })));
+      // (Single flight: the ten calls of one key share one read.)
+      expect(await cost(ten)).toEqual([1, 3]);
+      const keys = Array.from({ length: 10 }, () => fresh('many'));
+      for (const key of keys) await mc.getOrSet(key, () => 'v', { tags });
+      const many = (): Promise<unknown> =>
+        Promise.all(keys.map((key) => mc.getOrSet(key, () => 'x', { tags })));
+      // With autoBatch the tick's reads share one multi-get, each key asked once (10 + 2 tags).
+      expect(await cost(many)).toEqual(autoBatch ? [1, 12] : [10, 30]);
+      // A miss under existing tags: the read, then the write of the value.
+      await mc.invalidateTags([tags[0]!]);
+      expect(await cost(() => mc.getOrSet(taggedKey, () => 'y', { tags }))).toEqual([2, 3]);
+      // invalidateTags: one write per tag (in one round trip per server), nothing read.
+      expect(await cost(() => mc.invalidateTags(tags))).toEqual([2, 0]);
+    },
+  );
 
   test('three servers: value and version keys on different servers, one request per server, one cmd_get per key', async () => {
     const mc = new MemcachedClient({ servers: trio.map((s) => s.address), protocol });
