@@ -1,6 +1,6 @@
 import type { LeasedItem, RetrievedItem } from '../protocol/request.js';
 import type { MemcachedProtocol } from '../options.js';
-import type { CachePolicy } from './options.js';
+import { LEASE_DEFAULTS, type CachePolicy } from './options.js';
 import type { MemcachedCacheOutcome } from '../observability/channels.js';
 import { publishCacheOutcome } from '../observability/events.js';
 import { isEnvelope, parseEnvelope, TaggedValue, type Envelope } from './tags.js';
@@ -51,11 +51,11 @@ export interface TagBackend {
   /** The version key of each tag (without keyPrefix). */
   keys(tags: readonly string[]): string[];
   /**
-   * Reads `key` (with its cas) and the version keys in one round trip per server; `versions[i]`
-   * is the current version of `tagKeys[i]`, undefined when it is missing.
+   * Reads `key` (with its cas; none when undefined) and the version keys in one round trip per
+   * server; `versions[i]` is the current version of `tagKeys[i]`, undefined when it is missing.
    */
   read(
-    key: string,
+    key: string | undefined,
     tagKeys: readonly string[],
   ): Promise<{ item: RetrievedItem | undefined; versions: Array<string | undefined> }>;
   /**
@@ -105,6 +105,11 @@ interface Job {
   readonly call: CacheCall;
   /** Undefined for a background refresh (it is not part of a flight). */
   readonly flight: Flight | undefined;
+  /**
+   * Tagged calls on the meta flow: the version of each tag read before computing, stored with
+   * the value (an envelope); null when one could not be had (nothing is stored).
+   */
+  readonly versions?: ReadonlyArray<readonly [string, string]> | null;
 }
 
 /** What a caller that computes holds, and so must give back when it stores nothing. */
@@ -176,9 +181,12 @@ export class CacheAside {
     const job: Job = { key, compute, policy, call, flight };
     flight.promise = (async () => {
       try {
-        if (tagKeys !== undefined) return await this.taggedFlow(job, tagKeys);
+        const leases = policy.lease !== undefined || policy.staleWhileRevalidate > 0;
+        if (tagKeys !== undefined && !(leases && this.backend.protocol === 'meta')) {
+          return await this.taggedFlow(job, tagKeys);
+        }
         return this.backend.protocol === 'meta'
-          ? await this.metaFlow(job)
+          ? await this.metaFlow(job, tagKeys)
           : await this.textFlow(job);
       } finally {
         if (this.flights.get(key) === flight) this.flights.delete(key);
@@ -337,8 +345,13 @@ export class CacheAside {
   }
 
   /** The meta protocol: see the class comment; every branch follows META.md's reply table. */
-  private async metaFlow(job: Job): Promise<unknown> {
-    const { key, call, policy } = job;
+  private async metaFlow(untagged: Job, tagKeys?: readonly string[]): Promise<unknown> {
+    const { key, call, policy } = untagged;
+    let job = untagged;
+    // Tagged: a fresh item whose envelope does not carry the current versions is marked stale
+    // once (`md I C<cas>`), so that exactly one reader across every process wins its token and
+    // recomputes while the others wait (lease) — the value itself is never served.
+    let invalidated = false;
     const swr = policy.staleWhileRevalidate;
     const lease = policy.lease;
     const deadline = lease === undefined ? 0 : performance.now() + lease.wait;
@@ -352,12 +365,32 @@ export class CacheAside {
     };
     for (;;) {
       let item: LeasedItem | undefined;
+      let valid = true;
       try {
-        item = await this.backend.lease(key, lease?.ttl, swr > 0 ? swr : undefined);
+        if (tagKeys === undefined) {
+          item = await this.backend.lease(key, lease?.ttl, swr > 0 ? swr : undefined);
+        } else {
+          // The item and the versions, sent together.
+          const tags = this.backend.tags!;
+          const [leased, read] = await Promise.all([
+            this.backend.lease(key, lease?.ttl, swr > 0 ? swr : undefined),
+            tags.read(undefined, tagKeys),
+          ]);
+          item = leased;
+          const versions = await this.currentVersions(untagged, tagKeys, read.versions);
+          job = { ...untagged, versions };
+          valid =
+            versions !== null && item !== undefined && envelopeMatches(item, tagKeys, versions);
+        }
       } catch (error) {
         note('error');
         call.report(`reading ${what(job)}`, error);
-        return this.computeAndFill(job, 'add', undefined, undefined);
+        return this.computeAndFill(
+          tagKeys === undefined ? job : { ...untagged, versions: null },
+          'add',
+          undefined,
+          undefined,
+        );
       }
       // A plain miss (no placeholder was asked for, or the server could not make one).
       if (item === undefined) {
@@ -374,7 +407,25 @@ export class CacheAside {
         note('miss');
         return this.computeAndFill(job, 'cas', item.cas, 'placeholder');
       }
-      if (!placeholder && (!item.stale || swr > 0)) {
+      if (!placeholder && !valid) {
+        // A value stored under an older version of a tag: never served.
+        if (item.win) {
+          note('miss');
+          return this.computeAndFill(job, 'cas', item.cas, item.stale ? 'stale' : 'recache', item);
+        }
+        // Marked stale only once, and never again when it is already stale: a second `md I`
+        // would hand the token out again (a second computation).
+        if (!invalidated && !item.stale) {
+          invalidated = true;
+          try {
+            await this.backend.invalidate(key, lease?.ttl ?? LEASE_DEFAULTS.ttl, item.cas);
+          } catch (error) {
+            call.report(`invalidating ${what(job)}`, error);
+          }
+          continue;
+        }
+        // Someone else holds its token: wait for the value as for a lease, or compute.
+      } else if (!placeholder && (!item.stale || swr > 0)) {
         note(item.stale || item.win ? 'stale' : 'hit');
         const value = await this.decoded(job, item);
         if (value === FAILED) {
@@ -409,12 +460,38 @@ export class CacheAside {
     }
   }
 
+  /**
+   * The versions of `tagKeys` in force (`read`, plus new ones for those missing — created before
+   * anything is computed), or null when one could not be had (reported).
+   */
+  private async currentVersions(
+    job: Job,
+    tagKeys: readonly string[],
+    read: ReadonlyArray<string | undefined>,
+  ): Promise<Array<readonly [string, string]> | null> {
+    let versions = read;
+    if (versions.some((v) => v === undefined)) {
+      const missing = tagKeys.filter((_, i) => versions[i] === undefined);
+      try {
+        const created = await this.backend.tags!.create(missing);
+        let j = 0;
+        versions = versions.map((v) => v ?? created[j++]);
+      } catch (error) {
+        job.call.report(`creating the tag versions of ${what(job)}`, error);
+      }
+    }
+    if (versions.some((v) => v === undefined)) return null;
+    return tagKeys.map((k, i) => [k, versions[i]!] as const);
+  }
+
   /** The decoded value of an item, or FAILED (reported) when it cannot be read. */
   private async decoded(job: Job, item: LeasedItem): Promise<unknown> {
     try {
       const value = await this.backend.decode(job.key, item);
-      // A tagged value is no hit for an untagged call (its tags cannot be checked).
-      return value instanceof TaggedValue ? FAILED : value;
+      // A tagged value is no hit for an untagged call (its tags cannot be checked); a tagged
+      // call checked them already.
+      if (value instanceof TaggedValue) return job.versions == null ? FAILED : value.value;
+      return value;
     } catch (error) {
       job.call.report(`reading ${what(job)}`, error);
       return FAILED;
@@ -446,7 +523,12 @@ export class CacheAside {
     // A server running with -C (no cas) reports cas 0, which never matches: store plainly.
     const fillMode = mode === 'cas' && (cas === undefined || cas === '0') ? 'set' : mode;
     try {
-      await this.backend.fill(job.key, value, this.storedTtl(job.policy), fillMode, cas);
+      const ttl = this.storedTtl(job.policy);
+      if (job.versions != null) {
+        await this.backend.tags!.fill(job.key, value, ttl, fillMode, cas, job.versions);
+      } else {
+        await this.backend.fill(job.key, value, ttl, fillMode, cas);
+      }
     } catch (error) {
       job.call.report(`writing ${what(job)}`, error);
     }
@@ -487,6 +569,8 @@ export class CacheAside {
   private storable(value: unknown, job: Job): boolean {
     const call = job.call;
     if (value === undefined || (job.flight !== undefined && job.flight.stale)) return false;
+    // A tagged value without its versions could never be checked: not stored.
+    if (job.versions === null) return false;
     if (isUncacheable(value)) {
       call.onUncacheable?.(value);
       return false;
@@ -512,6 +596,25 @@ export class CacheAside {
 }
 
 const FAILED: unique symbol = Symbol('failed');
+
+/** Whether a leased item is an envelope that carries exactly these tags and versions. */
+function envelopeMatches(
+  item: LeasedItem,
+  tagKeys: readonly string[],
+  versions: ReadonlyArray<readonly [string, string]> | null,
+): boolean {
+  if (versions === null || item.tooLarge !== 0 || !isEnvelope(item.flags, item.data)) return false;
+  try {
+    const envelope = parseEnvelope('', item.data);
+    return sameVersions(
+      envelope.versions,
+      tagKeys,
+      versions.map((v) => v[1]),
+    );
+  } catch {
+    return false;
+  }
+}
 
 /** Whether an envelope carries exactly `tagKeys`, each with the version in `versions`. */
 function sameVersions(

@@ -35,7 +35,8 @@ export interface GetOrSetOptions<T> {
   /**
    * Tags of the value: `invalidateTags(tags)` with any of them makes it a miss, on every server
    * and for every process. A tagged read fetches the value and the tags' version keys in one
-   * round trip per server. Not combinable with `lease` / `staleWhileRevalidate`.
+   * round trip per server. Works with `lease` and `staleWhileRevalidate` (meta): a value stored
+   * under an older version of a tag is never served, not even as stale.
    */
   tags?: readonly string[];
 }
@@ -103,12 +104,6 @@ export function resolveCachePolicy(
   const wantsLease = lease !== undefined && lease !== false;
   const wantsSwr = swr !== undefined && swr !== 0;
   const tags = checkTags(opts.tags, where);
-  if (tags.length > 0 && (wantsLease || wantsSwr)) {
-    throw new MemcachedOptionsError(
-      wantsLease ? 'lease' : 'staleWhileRevalidate',
-      `${where} asks for tags together with ${wantsLease ? 'lease' : 'staleWhileRevalidate'}, which is not supported: a tagged value is checked against its tags' versions on every read, outside memcached's lease and stale-item states. Drop one of the two`,
-    );
-  }
   if ((wantsLease || wantsSwr) && protocol !== 'meta') {
     const what =
       wantsLease && wantsSwr

@@ -858,10 +858,11 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     return {
       keys: (tags) => tags.map((tag) => tagKey(tag, this.prefixBytes)),
       read: (key, tagKeys) => {
-        const keys = [key, ...tagKeys];
+        const keys = key === undefined ? tagKeys : [key, ...tagKeys];
         const missed = { item: undefined, versions: tagKeys.map(() => undefined) };
         return this.intercept('getOrSet', keys, missed, async () => {
           const items = await readRaw(keys);
+          if (key === undefined) return { item: undefined, versions: items.map(versionOf) };
           return { item: items[0], versions: items.slice(1).map(versionOf) };
         });
       },

@@ -248,21 +248,16 @@ describe.each(PROTOCOLS)('protocol %s', (protocol) => {
     }
   });
 
-  test('tags with lease or staleWhileRevalidate are refused with MemcachedOptionsError', async () => {
-    const mc = client({ protocol });
-    const opts =
-      protocol === 'meta' ? [{ lease: true }, { staleWhileRevalidate: 10 }] : [{ lease: true }];
-    for (const o of opts) {
-      await expect(mc.getOrSet(fresh('k'), () => 1, { tags: ['t'], ...o })).rejects.toThrow(
-        MemcachedOptionsError,
-      );
-    }
-    if (protocol === 'meta') {
-      await expect(mc.getOrSet('k', () => 1, { tags: ['t'], lease: true })).rejects.toThrow(
-        /tags together with lease, which is not supported/,
-      );
-    }
-  });
+  if (protocol !== 'meta') {
+    test('tags with lease or staleWhileRevalidate: refused as without tags (they need meta)', async () => {
+      const mc = client({ protocol });
+      for (const o of [{ lease: true }, { staleWhileRevalidate: 10 }]) {
+        await expect(mc.getOrSet(fresh('k'), () => 1, { tags: ['t'], ...o })).rejects.toThrow(
+          MemcachedOptionsError,
+        );
+      }
+    });
+  }
 
   test('MemcachedService: getOrSet with tags and invalidateTags (delegated)', async () => {
     const service = new MemcachedService({ servers: server.address, protocol });
@@ -348,5 +343,111 @@ describe.each(PROTOCOLS)('protocol %s', (protocol) => {
     expect(await mc.getOrSet(key, c.factory, { tags })).toBe(2);
     expect(c.runs()).toBe(2);
     expect(byId.size).toBe(3);
+  });
+});
+
+describe('meta protocol: tags with lease and staleWhileRevalidate', () => {
+  /** Clients that stand for processes: each has its own single flight. */
+  const several = (n: number): MemcachedClient[] =>
+    Array.from({ length: n }, () => client({ protocol: 'meta' }));
+
+  test('lease: a tagged hit, then after invalidateTags one factory run across four clients × five calls', async () => {
+    const clients = several(4);
+    const admin = clients[0]!;
+    const tag = fresh('lt');
+    const key = fresh('k');
+    const counterKey = fresh('runs');
+    await admin.set(counterKey, 0);
+    const factory = async (): Promise<string> => {
+      const n = await admin.incr(counterKey);
+      await sleep(300);
+      return `v${n}`;
+    };
+    const opts = { tags: [tag], lease: { ttl: 10, wait: 5000 }, ttl: 60 };
+    expect(await clients[1]!.getOrSet(key, factory, opts)).toBe('v1');
+    expect(await clients[2]!.getOrSet(key, factory, opts)).toBe('v1');
+    await clients[3]!.invalidateTags([tag]);
+    const all = await Promise.all(
+      clients.flatMap((c) => Array.from({ length: 5 }, () => c.getOrSet(key, factory, opts))),
+    );
+    expect(all).toEqual(Array(20).fill('v2'));
+    expect(await admin.get(counterKey)).toBe(2);
+    expect(await clients[2]!.getOrSet(key, factory, opts)).toBe('v2');
+  });
+
+  test('lease: a client arriving while the recomputation of a tag-invalidated value runs waits for it (the stale item is not marked again)', async () => {
+    const [a, b, admin] = several(3);
+    const tag = fresh('late');
+    const key = fresh('k');
+    let runs = 0;
+    const factory = async (): Promise<string> => {
+      runs++;
+      await sleep(400);
+      return `v${runs}`;
+    };
+    const opts = { tags: [tag], lease: { ttl: 10, wait: 5000 }, ttl: 60 };
+    expect(await a!.getOrSet(key, factory, opts)).toBe('v1');
+    await admin!.invalidateTags([tag]);
+    const first = a!.getOrSet(key, factory, opts);
+    await sleep(150); // a holds the token and computes
+    const second = b!.getOrSet(key, factory, opts);
+    expect(await Promise.all([first, second])).toEqual(['v2', 'v2']);
+    expect(runs).toBe(2);
+  });
+
+  test('lease: a version key that is gone makes the value a miss; a tag invalidated while the lease holder computes wins', async () => {
+    const [mc, other] = several(2);
+    const tag = fresh('lg');
+    const key = fresh('k');
+    let runs = 0;
+    const opts = { tags: [tag], lease: true, ttl: 60 };
+    const factory = async (): Promise<string> => {
+      runs++;
+      if (runs === 2) await other!.invalidateTags([tag]);
+      return `v${runs}`;
+    };
+    expect(await mc!.getOrSet(key, factory, opts)).toBe('v1');
+    expect(await rawRequest(server, `delete __tag:${tag}\r\n`, /\r\n$/)).toBe('DELETED\r\n');
+    // The miss's factory invalidates the tag (another client) while it runs.
+    expect(await mc!.getOrSet(key, factory, opts)).toBe('v2');
+    const stored = await other!.get(key);
+    expect((stored as TaggedValue).value).toBe('v2'); // stored, with the versions read before
+    expect(await mc!.getOrSet(key, factory, opts)).toBe('v3');
+    expect(await mc!.getOrSet(key, factory, opts)).toBe('v3');
+    expect(runs).toBe(3);
+  });
+
+  test('staleWhileRevalidate: a valid value past ttl is served while one refresh runs; an invalidated tag is never served stale', async () => {
+    const [mc, other] = several(2);
+    const tag = fresh('swr');
+    const key = fresh('k');
+    let runs = 0;
+    const factory = async (): Promise<string> => {
+      runs++;
+      await sleep(200);
+      return `v${runs}`;
+    };
+    const opts = { tags: [tag], ttl: 1, staleWhileRevalidate: 60 };
+    expect(await mc!.getOrSet(key, factory, opts)).toBe('v1');
+    await sleep(2100); // past ttl, within the stale window
+    expect(await other!.getOrSet(key, factory, opts)).toBe('v1'); // served at once…
+    await sleep(400); // …while its refresh runs in the background, stored under the tag
+    expect(runs).toBe(2);
+    expect(await mc!.getOrSet(key, factory, opts)).toBe('v2');
+    await other!.invalidateTags([tag]);
+    // Not the stale v2: a miss, computed now.
+    expect(await mc!.getOrSet(key, factory, opts)).toBe('v3');
+    expect(await other!.getOrSet(key, factory, opts)).toBe('v3');
+    expect(runs).toBe(3);
+  });
+
+  test('a value stored without tags is a miss for a tagged read with a lease', async () => {
+    const [mc] = several(1);
+    const key = fresh('k');
+    await mc!.set(key, 'plain');
+    expect(await mc!.getOrSet(key, () => 'tagged', { tags: [fresh('t')], lease: true })).toBe(
+      'tagged',
+    );
+    expect(((await mc!.get(key)) as TaggedValue).value).toBe('tagged');
   });
 });
