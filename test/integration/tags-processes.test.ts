@@ -21,8 +21,9 @@ import { PROTOCOLS } from '../harness/protocols.js';
 
 /**
  * argv[2]: JSON config. Mode `reader`: prints READY, then for each JSON line on stdin
- * (`{ reads: [{ key, tags }], slow?: key }`) runs the getOrSet calls concurrently and prints
- * RESULT [{ key, value }]; its factories count their runs per key (in this process). A `slow`
+ * (`{ reads: [{ key, tags }], slow?: key, opts?, factoryMs? }`) runs the getOrSet calls
+ * concurrently (with `opts` added) and prints RESULT [{ key, value }]; its factories count their
+ * runs per key (in this process) and return `<key>#<run>@<pid>`. A `slow`
  * key's factory prints COMPUTING and waits for a `release` line first. Mode `invalidate`:
  * invalidateTags(cfg.tags), prints REPORT, exits.
  */
@@ -56,7 +57,7 @@ if (cfg.mode === 'invalidate') {
   console.log('READY');
   for (;;) {
     if (lines.length === 0) await new Promise((r) => (wake = r));
-    const { reads, slow } = JSON.parse(lines.shift());
+    const { reads, slow, opts, factoryMs } = JSON.parse(lines.shift());
     const results = await Promise.all(reads.map(async ({ key, tags }) => {
       const value = await mc.getOrSet(key, async () => {
         const n = (runs.get(key) ?? 0) + 1;
@@ -66,8 +67,9 @@ if (cfg.mode === 'invalidate') {
           console.log('COMPUTING');
           await gate;
         }
-        return key + '#' + n;
-      }, { tags, ttl: 300 });
+        if (factoryMs) await new Promise((r) => setTimeout(r, factoryMs));
+        return key + '#' + n + '@' + process.pid;
+      }, { tags, ttl: 300, ...opts });
       return { key, value };
     }));
     console.log('RESULT ' + JSON.stringify(results));
@@ -152,13 +154,17 @@ class Reader {
   async read(
     reads: Array<{ key: string; tags: string[] }>,
     slow?: string,
+    extra: { opts?: Record<string, unknown>; factoryMs?: number } = {},
+    keepPid = false,
   ): Promise<Record<string, string>> {
     const result = this.next('RESULT ');
-    this.send(JSON.stringify({ reads, slow }));
+    this.send(JSON.stringify({ reads, slow, ...extra }));
     const line = await result;
     if (!line.startsWith('RESULT ')) throw new Error(`reader failed: ${line}`);
     const list = JSON.parse(line.slice(7)) as Array<{ key: string; value: string }>;
-    return Object.fromEntries(list.map((r) => [r.key, r.value]));
+    return Object.fromEntries(
+      list.map((r) => [r.key, keepPid ? r.value : r.value.replace(/@\d+$/, '')]),
+    );
   }
 
   close(): void {
@@ -229,7 +235,7 @@ describe.each(PROTOCOLS)('protocol %s', (protocol) => {
       // It was stored (with the version read before computing).
       const stored = await admin.get(`list:${t}`);
       expect(stored).toBeInstanceOf(TaggedValue);
-      expect((stored as TaggedValue).value).toBe(`list:${t}#1`);
+      expect(String((stored as TaggedValue).value).replace(/@\d+$/, '')).toBe(`list:${t}#1`);
       // Stored with the version read before computing: a miss now, a hit after the recompute.
       expect(await a.read(reads)).toEqual({ [`list:${t}`]: `list:${t}#2` });
       expect(await a.read(reads)).toEqual({ [`list:${t}`]: `list:${t}#2` });
@@ -237,4 +243,29 @@ describe.each(PROTOCOLS)('protocol %s', (protocol) => {
       a.close();
     }
   }, 60_000);
+
+  if (protocol === 'meta') {
+    test('with a lease: after process B invalidates, three processes × one read: one factory run in all', async () => {
+      const readers = [0, 1, 2].map(
+        () => new Reader({ entry: build.entry, server: server.address, protocol }),
+      );
+      try {
+        await Promise.all(readers.map((r) => r.ready));
+        const t = `lease-${process.pid}`;
+        const reads = [{ key: `list:${t}`, tags: [`products:${t}`] }];
+        const extra = { opts: { lease: { ttl: 10, wait: 8000 } }, factoryMs: 300 };
+        const first = await readers[0]!.read(reads, undefined, extra, true);
+        for (const r of readers) expect(await r.read(reads, undefined, extra, true)).toEqual(first);
+        await invalidate([`products:${t}`]);
+        const after = await Promise.all(readers.map((r) => r.read(reads, undefined, extra, true)));
+        // One value, computed by one process, for all three.
+        const values = after.map((a) => a[`list:${t}`]!);
+        expect(new Set(values).size).toBe(1);
+        expect(values[0]).not.toBe(first[`list:${t}`]);
+        expect(values[0]).toMatch(/#\d+@\d+$/);
+      } finally {
+        for (const r of readers) r.close();
+      }
+    }, 60_000);
+  }
 });
