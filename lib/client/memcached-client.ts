@@ -808,26 +808,29 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       const failed = new Map<ServerNode, unknown>();
       const batcher = this.batcher;
       if (batcher !== undefined) {
-        await Promise.all(
-          keys.map(
-            (_, i) =>
-              new Promise<void>((resolve) =>
-                batcher.get(
-                  nodes[i]!,
-                  wires[i]!,
-                  (item) => {
-                    out[i] = item;
-                    resolve();
-                  },
-                  (error) => {
-                    if (!failed.has(nodes[i]!)) failed.set(nodes[i]!, error);
-                    resolve();
-                  },
-                  'gets',
-                ),
-              ),
-          ),
-        );
+        // One promise for the whole read: settled when the last key's item (or error) is in.
+        await new Promise<void>((resolve) => {
+          let left = keys.length;
+          const done = (): void => {
+            if (--left === 0) resolve();
+          };
+          for (let i = 0; i < keys.length; i++) {
+            const node = nodes[i]!;
+            batcher.get(
+              node,
+              wires[i]!,
+              (item) => {
+                out[i] = item;
+                done();
+              },
+              (error) => {
+                if (!failed.has(node)) failed.set(node, error);
+                done();
+              },
+              'gets',
+            );
+          }
+        });
       } else {
         const groups = new Map<ServerNode, number[]>();
         for (let i = 0; i < keys.length; i++) {
