@@ -3,7 +3,10 @@ export { CacheEvict } from './cache-evict.decorator.js';
 export { InjectMemcached } from './inject-memcached.decorator.js';
 export type {
   CacheArgsFunction,
+  CacheDecoratorCheck,
+  CacheDecoratorMismatch,
   CacheEvictOptions,
+  CacheMethodDecorator,
   CacheUnlessFunction,
   CacheableOptions,
 } from './cache-options.js';
