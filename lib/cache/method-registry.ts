@@ -91,9 +91,26 @@ interface ClassBinding {
   readonly calls: MethodCalls;
 }
 
-const byInstance = new WeakMap<object, ClassBinding>();
-const byClass = new WeakMap<Class, ClassBinding[]>();
-const warnedAmbiguous = new WeakSet<Class>();
+interface RegistryState {
+  readonly byInstance: WeakMap<object, ClassBinding>;
+  readonly byClass: WeakMap<Class, ClassBinding[]>;
+  readonly warnedAmbiguous: WeakSet<Class>;
+}
+
+/**
+ * One registry per process, also when the package is loaded twice (two copies in one
+ * `node_modules` tree): a wrapper installed by one copy's decorator then finds the registrations
+ * of the other copy's module (the wrapper record is under a registered symbol too).
+ */
+const REGISTRY = Symbol.for('nestjs-memcached:method-registry@1');
+const state: RegistryState = ((globalThis as Record<symbol, RegistryState | undefined>)[
+  REGISTRY
+] ??= {
+  byInstance: new WeakMap(),
+  byClass: new WeakMap(),
+  warnedAmbiguous: new WeakSet(),
+});
+const { byInstance, byClass, warnedAmbiguous } = state;
 
 /**
  * The decorated methods of one application. The Nest explorer creates one per application,
