@@ -12,6 +12,12 @@ import { resolveCachePolicy, type CachePolicy } from './options.js';
  * Error policy: a cache failure (a server down, a key function that throws, a value that cannot
  * be stored) is reported through the client's rate-limited reporter and the call goes on
  * without the cache; it never fails the decorated call. Errors of the method itself propagate.
+ *
+ * Per-call options resolved from the arguments go through {@link CacheablePlan} /
+ * {@link EvictPlan}: a new one (such as `tags`, a string array or a function of the arguments)
+ * is a field of the raw options, one {@link stringListOption} call in `compileCacheable` /
+ * `compileEvict`, a field of the plan, and what the target does with it (`run` gets it with the
+ * call; an eviction calls a new `MethodCacheTarget` method such as `invalidateTags`).
  */
 
 /** What decorated methods need from one client. Registered per `MemcachedService`. */
