@@ -27,6 +27,7 @@ export type {
   CacheDecoratorMismatch,
   CacheEvictOptions,
   CacheMethodDecorator,
+  CheckedMethodDecorator,
   CacheUnlessFunction,
   CacheableOptions,
 } from './decorators/index.js';

@@ -16,5 +16,7 @@ import { methodMetadataDecorator } from './method-metadata.js';
 export function CacheEvict<A extends unknown[] = unknown[]>(
   options: CacheEvictOptions<A>,
 ): CacheMethodDecorator<A> {
-  return methodMetadataDecorator('CacheEvict', CACHE_EVICT_METADATA, { ...options });
+  return methodMetadataDecorator('CacheEvict', CACHE_EVICT_METADATA, {
+    ...options,
+  }) as CacheMethodDecorator<A>;
 }

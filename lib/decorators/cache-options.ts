@@ -92,12 +92,21 @@ export type CacheDecoratorCheck<A extends unknown[], T, M> = M extends (...args:
     : CacheDecoratorMismatch
   : CacheDecoratorMismatch;
 
-/**
- * What `@Cacheable(...)` / `@CacheEvict(...)` return: a method decorator that compiles only on
- * a method whose arguments (and result) the option functions accept.
- */
-export type CacheMethodDecorator<A extends unknown[], T = unknown> = <M>(
+/** A method decorator that compiles only on methods its option functions accept. */
+export type CheckedMethodDecorator<A extends unknown[], T = unknown> = <M>(
   target: object,
   propertyKey: string | symbol,
   descriptor: TypedPropertyDescriptor<M> & CacheDecoratorCheck<A, T, M>,
 ) => void;
+
+/**
+ * What `@Cacheable(...)` / `@CacheEvict(...)` return. With typed functions (`key: (id: string)
+ * => ...`) a {@link CheckedMethodDecorator}: it compiles only on a method whose arguments (and
+ * result) they accept. Without (`A` is `unknown[]`, `T` is `unknown`) a plain `MethodDecorator`,
+ * which `applyDecorators` takes.
+ */
+export type CacheMethodDecorator<A extends unknown[], T = unknown> = unknown[] extends A
+  ? unknown extends T
+    ? MethodDecorator
+    : CheckedMethodDecorator<A, T>
+  : CheckedMethodDecorator<A, T>;

@@ -29,5 +29,7 @@ import { methodMetadataDecorator } from './method-metadata.js';
 export function Cacheable<A extends unknown[] = unknown[], T = unknown>(
   options: CacheableOptions<A, T> = {},
 ): CacheMethodDecorator<A, T> {
-  return methodMetadataDecorator('Cacheable', CACHEABLE_METADATA, { ...options });
+  return methodMetadataDecorator('Cacheable', CACHEABLE_METADATA, {
+    ...options,
+  }) as CacheMethodDecorator<A, T>;
 }

@@ -7,6 +7,7 @@ export type {
   CacheDecoratorMismatch,
   CacheEvictOptions,
   CacheMethodDecorator,
+  CheckedMethodDecorator,
   CacheUnlessFunction,
   CacheableOptions,
 } from './cache-options.js';

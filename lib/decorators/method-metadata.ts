@@ -37,6 +37,14 @@ export function methodMetadataDecorator(
     }
     const returnType: unknown = Reflect.getMetadata('design:returntype', target, propertyKey);
     const next = decorateMethod(descriptor, key, value, !isObservableClass(returnType));
-    if (next.value !== descriptor.value) descriptor.value = next.value;
+    if (next.value === descriptor.value) return;
+    // In place, for callers that pass one descriptor to several decorators (applyDecorators)...
+    descriptor.value = next.value;
+    // ...and on the prototype at once, for callers that do not define the descriptor they get
+    // back (`Reflect.decorate` called directly). TypeScript defines it again afterwards.
+    const own = Object.getOwnPropertyDescriptor(target, propertyKey);
+    if (own !== undefined && own.value === method && own.configurable === true) {
+      Object.defineProperty(target, propertyKey, { ...own, value: next.value });
+    }
   };
 }

@@ -9,6 +9,7 @@
 import 'reflect-metadata';
 import { createServer } from 'node:net';
 import {
+  applyDecorators,
   Controller,
   Get,
   Injectable,
@@ -312,8 +313,21 @@ describe('gateways and resolvers', () => {
 // ---------------------------------------------------------------------------------------------
 // HTTP: the decorator above the route decorators
 
+/** A composed decorator: Nest's applyDecorators passes one descriptor to each. */
+const CachedGet = (path: string): MethodDecorator =>
+  applyDecorators(
+    Get(path),
+    Cacheable({ key: (...args: unknown[]) => `composed:${String(args[0])}` }),
+  );
+
 @Controller('http')
 class HttpItems {
+  @CachedGet('composed/:id')
+  async composed(@Param('id') id: string): Promise<string> {
+    await run('composed');
+    return `composed ${id}`;
+  }
+
   @Cacheable({ key: (id: string) => `http:${id}` })
   @Get(':id')
   async find(@Param('id') id: string): Promise<{ id: string }> {
@@ -322,7 +336,7 @@ class HttpItems {
   }
 }
 
-test('HTTP: @Cacheable above @Get keeps the route and caches it', async () => {
+test('HTTP: @Cacheable above @Get, or composed with applyDecorators, keeps the route and caches it', async () => {
   const moduleRef = await Test.createTestingModule({
     imports: [cacheOn(a)],
     controllers: [HttpItems],
@@ -336,6 +350,10 @@ test('HTTP: @Cacheable above @Get keeps the route and caches it', async () => {
   await request(app.getHttpServer()).get('/http/4').expect(200, { id: '4' });
   expect(await runs('http')).toBe(1);
   expect(await rawGet(a, 'h:http:4')).toBe('{"id":"4"}');
+  await request(app.getHttpServer()).get('/http/composed/5').expect(200, 'composed 5');
+  await request(app.getHttpServer()).get('/http/composed/5').expect(200, 'composed 5');
+  expect(await runs('composed')).toBe(1);
+  expect(await rawGet(a, 'h:composed:5')).toBe('composed 5');
 });
 
 // ---------------------------------------------------------------------------------------------

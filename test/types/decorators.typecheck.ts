@@ -3,7 +3,7 @@
  * the option functions must take the method's arguments and `unless` its awaited result. Each
  * `@ts-expect-error` line must stay an error; the other decorations must compile.
  */
-import { Controller, Get, Injectable } from '@nestjs/common';
+import { applyDecorators, Controller, Get, Injectable } from '@nestjs/common';
 import { CacheEvict, Cacheable } from '../../lib/index.js';
 
 interface Product {
@@ -131,3 +131,12 @@ export class NotAMethod {
   @Cacheable()
   value = 1;
 }
+
+// Without typed functions a decorator is a plain MethodDecorator (applyDecorators takes it).
+export const CachedGet = (path: string): MethodDecorator =>
+  applyDecorators(Get(path), Cacheable({ key: 'all', ttl: 5 }), CacheEvict({ keys: ['x'] }));
+export const plain: MethodDecorator = Cacheable({ key: (...args: unknown[]) => String(args[0]) });
+// With typed functions it only goes on matching methods; a cast is the explicit way out.
+// @ts-expect-error a typed decorator is not a MethodDecorator (it refuses some methods)
+export const typed: MethodDecorator = Cacheable({ key: (id: string) => id });
+export const cast = Cacheable({ key: (id: string) => id }) as MethodDecorator;
