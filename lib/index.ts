@@ -23,11 +23,15 @@ export {
 export { Cacheable, CacheEvict, InjectMemcached } from './decorators/index.js';
 export type {
   CacheArgsFunction,
+  CacheDecoratorCheck,
+  CacheDecoratorMismatch,
   CacheEvictOptions,
+  CacheMethodDecorator,
+  CheckedMethodDecorator,
   CacheUnlessFunction,
   CacheableOptions,
 } from './decorators/index.js';
-export { defaultCacheKey } from './utils/cache-key.js';
+export { cacheScope, defaultCacheKey } from './cache/method-key.js';
 
 // The Keyv store adapter (also the framework-free `nestjs-memcached/keyv` entry point).
 export { KeyvMemcached } from './keyv/index.js';

@@ -1,4 +1,4 @@
-import { Module, type NestModule } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { MemcachedExplorer } from './memcached.explorer.js';
 
@@ -10,15 +10,4 @@ import { MemcachedExplorer } from './memcached.explorer.js';
   imports: [DiscoveryModule],
   providers: [MemcachedExplorer],
 })
-export class MemcachedCoreModule implements NestModule {
-  constructor(private readonly explorer: MemcachedExplorer) {}
-
-  /**
-   * Nest calls this (middleware configuration) in HTTP applications after every instance was
-   * created and before the routes are registered: the last moment at which wrapping a
-   * controller method still changes what the route calls.
-   */
-  configure(): void {
-    this.explorer.explore();
-  }
-}
+export class MemcachedCoreModule {}

@@ -25,8 +25,5 @@ export const CACHEABLE_METADATA = 'nestjs-memcached:cacheable';
 /** Metadata key written by `@CacheEvict`. */
 export const CACHE_EVICT_METADATA = 'nestjs-memcached:cache-evict';
 
-/** @internal Marks a method wrapper installed by the explorer (so no copy wraps twice). */
-export const WRAPPED_METHOD = Symbol.for('nestjs-memcached:wrapped-method');
-
 /** @internal Prefix of the tokens of named clients. */
 export const NAMED_CLIENT_TOKEN_PREFIX = 'nestjs-memcached:client:';

@@ -17,26 +17,17 @@ import {
   type InvalidateOptions,
 } from './cache/options.js';
 import { cacheAsideOf } from './cache/registry.js';
+import {
+  registerMethodCacheTarget,
+  runCached,
+  type MethodCacheTarget,
+} from './cache/method-cache.js';
 import type { MemcachedOptions, MemcachedProtocol } from './options.js';
 import { DEFAULT_MEMCACHED_NAME } from './memcached.constants.js';
 import { CacheErrorReporter } from './utils/error-reporter.js';
 
 export type { GetOrSetOptions, InvalidateOptions, LeaseOptions } from './cache/options.js';
 export { isUncacheable } from './cache/cache-aside.js';
-
-/** @internal What the explorer passes to {@link MemcachedService.cacheAside}. */
-export interface CacheAsideOptions {
-  /** ttl, staleWhileRevalidate and lease, validated (resolveCachePolicy). */
-  policy?: CachePolicy;
-  /** `true` → do not store this result. */
-  unless?: (value: unknown) => boolean;
-  /** What is being cached, for log messages (e.g. `ProductsService.findOne`). */
-  label?: string;
-  /** Called when the result is an Observable, a stream or similar (never stored). */
-  onUncacheable?: (value: unknown) => void;
-}
-
-const NO_POLICY: CachePolicy = { ttl: undefined, staleWhileRevalidate: 0, lease: undefined };
 
 function isClient(value: unknown): value is MemcachedClient {
   if (value instanceof MemcachedClient) return true;
@@ -65,10 +56,12 @@ export class MemcachedService implements OnApplicationShutdown {
   readonly client: MemcachedClient;
   /** The registration name (`'default'` for the client registered without `name`). */
   readonly name: string;
-  /** @internal */
-  readonly reporter: CacheErrorReporter;
+  /** Logs cache failures of getOrSet and the decorators (rate-limited). */
+  private readonly reporter: CacheErrorReporter;
   /** The client's cache-aside flow (shared with `client.getOrSet`). */
   private readonly cache: CacheAside;
+  /** What getOrSet and the decorated methods using this client run through. */
+  private readonly target: MethodCacheTarget;
   /** Set when the client is not one of this package's own: the service then marks writes itself. */
   private readonly ownCache: CacheAside | undefined;
   private closing: Promise<void> | undefined;
@@ -108,6 +101,26 @@ export class MemcachedService implements OnApplicationShutdown {
     this.cache = shared ?? this.ownCache!;
     const logger = new Logger('MemcachedService');
     this.reporter = new CacheErrorReporter(logger, name);
+    const cache = this.cache;
+    const reporter = this.reporter;
+    this.target = {
+      description:
+        name === DEFAULT_MEMCACHED_NAME
+          ? 'the default memcached client'
+          : `memcached client "${name}"`,
+      protocol: this.protocol,
+      keyPrefix:
+        (this.client as Partial<Pick<MemcachedClient, 'options'>>).options?.keyPrefix ?? '',
+      run: (key, compute, policy, call) =>
+        cache.run(key, compute, policy, {
+          ...call,
+          report: (doing, error) => reporter.report(doing, error),
+        }),
+      report: (doing, error) => reporter.report(doing, error),
+      delete: (keys) => (keys.length === 1 ? this.delete(keys[0]!) : this.deleteMany(keys)),
+      invalidate: (key) => this.invalidate(key),
+    };
+    registerMethodCacheTarget(this, this.target);
     // Failover transitions are rare and worth a line each.
     const client = this.client as Partial<Pick<MemcachedClient, 'on'>>;
     if (typeof client.on === 'function') {
@@ -173,40 +186,10 @@ export class MemcachedService implements OnApplicationShutdown {
       return Promise.reject(error);
     }
     const unless = opts.unless;
-    return this.cacheAside(key, factory, {
-      policy,
+    return runCached(this.target, key, factory, policy, {
       unless: unless === undefined ? undefined : (value) => unless(value as T),
       label: 'getOrSet',
     }) as Promise<T>;
-  }
-
-  /** @internal The cache-aside flow behind getOrSet and @Cacheable. */
-  cacheAside(key: string, compute: () => unknown, opts: CacheAsideOptions = {}): Promise<unknown> {
-    return this.cache.run(key, compute, opts.policy ?? NO_POLICY, {
-      report: (doing, error) => this.reporter.report(doing, error),
-      unless: opts.unless,
-      label: opts.label,
-      onUncacheable: opts.onUncacheable,
-    });
-  }
-
-  /**
-   * @internal Deletes `keys` for `@CacheEvict` (marks them stale with `stale: true`); failures are
-   * logged, never thrown. Values being computed for these keys are not stored.
-   */
-  async evict(keys: readonly string[], label?: string, stale = false): Promise<void> {
-    if (keys.length === 0) return;
-    try {
-      if (stale) await Promise.all(keys.map((key) => this.invalidate(key)));
-      else if (keys.length === 1) await this.delete(keys[0]!);
-      else await this.deleteMany(keys);
-    } catch (error) {
-      const what = keys.map((k) => `"${k}"`).join(', ');
-      this.reporter.report(
-        `${stale ? 'invalidating' : 'evicting'} ${what}${label === undefined ? '' : ` (${label})`}`,
-        error,
-      );
-    }
   }
 
   /**

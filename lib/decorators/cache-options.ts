@@ -1,33 +1,36 @@
-/**
- * A function of a decorated method's arguments. Declared bivariantly, so a function typed for
- * the method's parameters (`(id: string) => ...`) is accepted.
- */
-export type CacheArgsFunction<R> = {
-  bivarianceHack(...args: unknown[]): R;
-}['bivarianceHack'];
-
-/** `unless` of {@link CacheableOptions}: the method's result, then its arguments. */
-export type CacheUnlessFunction = {
-  bivarianceHack(result: unknown, ...args: unknown[]): boolean;
-}['bivarianceHack'];
-
 import type { LeaseOptions } from '../cache/options.js';
 
-/** Options of `@Cacheable`. */
-export interface CacheableOptions {
+/**
+ * A function of a decorated method's arguments. `A` is inferred from the function you write
+ * (`(id: string) => ...`) and checked against the method's parameters: the decorator does not
+ * compile on a method whose arguments the function cannot take.
+ */
+export type CacheArgsFunction<R, A extends unknown[] = unknown[]> = (...args: A) => R;
+
+/** `unless` of {@link CacheableOptions}: the method's (awaited) result, then its arguments. */
+export type CacheUnlessFunction<T = unknown, A extends unknown[] = unknown[]> = (
+  result: T,
+  ...args: A
+) => boolean;
+
+/**
+ * Options of `@Cacheable`. `A` is the method's parameter list as the functions declare it, `T`
+ * the result type `unless` expects; both are inferred and checked against the method.
+ */
+export interface CacheableOptions<A extends unknown[] = unknown[], T = unknown> {
   /**
    * The cache key: a string, or a function of the method's arguments returning one. Default: a
-   * stable key derived from class, method and arguments (see `defaultCacheKey`).
+   * stable key from host module, class, method and arguments (see `defaultCacheKey`).
    */
-  key?: string | CacheArgsFunction<string>;
+  key?: string | CacheArgsFunction<string, A>;
   /** TTL in seconds (memcached semantics); default: the client's `defaultTtl`. */
   ttl?: number;
   /** Name of the memcached client to use; default: the default client. */
   client?: string;
   /** Called with the arguments; `false` bypasses the cache for this call (no read, no write). */
-  condition?: CacheArgsFunction<boolean>;
+  condition?: CacheArgsFunction<boolean, A>;
   /** Called with the result and the arguments; `true` keeps this result out of the cache. */
-  unless?: CacheUnlessFunction;
+  unless?: CacheUnlessFunction<T, A>;
   /**
    * Seconds after `ttl` during which the old result is still returned at once while one call
    * (across every process) recomputes it in the background. Needs a client with
@@ -58,16 +61,52 @@ interface CacheEvictCommon {
 }
 
 /** Options of `@CacheEvict`: one `key`, or several `keys`, plus the common options. */
-export type CacheEvictOptions = CacheEvictCommon &
+export type CacheEvictOptions<A extends unknown[] = unknown[]> = CacheEvictCommon &
   (
     | {
         /** The key to delete: a string or a function of the method's arguments. */
-        key: string | CacheArgsFunction<string>;
+        key: string | CacheArgsFunction<string, A>;
         keys?: undefined;
       }
     | {
         /** The keys to delete: a string array or a function of the arguments returning one. */
-        keys: readonly string[] | CacheArgsFunction<readonly string[]>;
+        keys: readonly string[] | CacheArgsFunction<readonly string[], A>;
         key?: undefined;
       }
   );
+
+/** Marks a decorator whose functions do not take the method's arguments (or result). */
+export interface CacheDecoratorMismatch {
+  "the decorator's key/keys/condition/unless functions do not take this method's arguments (or result)": never;
+}
+
+/**
+ * `unknown` when functions taking `A` (and a result `T`) can be called with the arguments (and
+ * the awaited result) of method `M`; {@link CacheDecoratorMismatch} otherwise.
+ */
+export type CacheDecoratorCheck<A extends unknown[], T, M> = M extends (...args: infer P) => infer R
+  ? ((...args: A) => unknown) extends (...args: P) => unknown
+    ? [Awaited<R>] extends [T]
+      ? unknown
+      : CacheDecoratorMismatch
+    : CacheDecoratorMismatch
+  : CacheDecoratorMismatch;
+
+/** A method decorator that compiles only on methods its option functions accept. */
+export type CheckedMethodDecorator<A extends unknown[], T = unknown> = <M>(
+  target: object,
+  propertyKey: string | symbol,
+  descriptor: TypedPropertyDescriptor<M> & CacheDecoratorCheck<A, T, M>,
+) => void;
+
+/**
+ * What `@Cacheable(...)` / `@CacheEvict(...)` return. With typed functions (`key: (id: string)
+ * => ...`) a {@link CheckedMethodDecorator}: it compiles only on a method whose arguments (and
+ * result) they accept. Without (`A` is `unknown[]`, `T` is `unknown`) a plain `MethodDecorator`,
+ * which `applyDecorators` takes.
+ */
+export type CacheMethodDecorator<A extends unknown[], T = unknown> = unknown[] extends A
+  ? unknown extends T
+    ? MethodDecorator
+    : CheckedMethodDecorator<A, T>
+  : CheckedMethodDecorator<A, T>;

@@ -3,7 +3,11 @@ export { CacheEvict } from './cache-evict.decorator.js';
 export { InjectMemcached } from './inject-memcached.decorator.js';
 export type {
   CacheArgsFunction,
+  CacheDecoratorCheck,
+  CacheDecoratorMismatch,
   CacheEvictOptions,
+  CacheMethodDecorator,
+  CheckedMethodDecorator,
   CacheUnlessFunction,
   CacheableOptions,
 } from './cache-options.js';

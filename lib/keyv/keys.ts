@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { keyBytes, sha256Key as sha256 } from '../cache/key-text.js';
 import { MAX_KEY_LENGTH } from '../client/validation.js';
 
 /**
@@ -16,7 +17,8 @@ import { MAX_KEY_LENGTH } from '../client/validation.js';
  * first `:` after it ends it: two different (generation, key) pairs never give the same key.
  * A key is hashed when the `kv:` form would be over 250 bytes with the client's prefix, or
  * when it contains a space, a control character (C0, DEL, C1) or a lone UTF-16 surrogate; the
- * hash is the SHA-256 of the key's UTF-8 bytes in base64url (43 characters; see sha256()).
+ * hash is the SHA-256 of the key's UTF-8 bytes in base64url (43 characters; see sha256Key()
+ * in lib/cache/key-text.ts, shared with the default keys of `@Cacheable`).
  */
 
 /** A fresh generation: 64 random bits, base64url (11 characters, no `:`). */
@@ -29,37 +31,6 @@ const GENERATION = /^[A-Za-z0-9_-]{11}$/;
 /** Whether `value` (as read back from memcached) is a generation this module wrote. */
 export function isGeneration(value: unknown): value is string {
   return typeof value === 'string' && GENERATION.test(value);
-}
-
-/**
- * SHA-256 in base64url of the key's UTF-8 bytes; a key with a lone surrogate (which UTF-8 cannot
- * carry: it would become U+FFFD, and two such keys would hash alike) hashes the byte 0xFF (never
- * part of UTF-8) and then its UTF-16LE code units.
- */
-function sha256(text: string): string {
-  const hash = createHash('sha256');
-  if (text.isWellFormed()) hash.update(text, 'utf8');
-  else hash.update(LONE_SURROGATE_TAG).update(text, 'utf16le');
-  return hash.digest('base64url');
-}
-
-const LONE_SURROGATE_TAG = Buffer.from([0xff]);
-
-/**
- * Whether memcached can take `text` as (part of) a key: no space, no control character (C0,
- * DEL, C1), well-formed UTF-16; returns its UTF-8 length, or -1 when it cannot be used. The same
- * rule as the client's key validation.
- */
-export function keyBytes(text: string): number {
-  let ascii = true;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c <= 0x20 || c === 0x7f || (c >= 0x80 && c <= 0x9f)) return -1;
-    if (c >= 0x80) ascii = false;
-  }
-  if (ascii) return text.length;
-  if (!text.isWellFormed()) return -1;
-  return Buffer.byteLength(text, 'utf8');
 }
 
 /** Builds the memcached keys of one adapter (one client, so one client key prefix). */
@@ -86,3 +57,5 @@ export class KeyForms {
     return `kh:${generation}:${sha256(key)}`;
   }
 }
+
+export { keyBytes };

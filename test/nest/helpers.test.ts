@@ -1,5 +1,5 @@
 /** Pure helpers of the Nest integration: stable keys and the rate-limited failure log. */
-import { defaultCacheKey, stableStringify } from '../../lib/utils/cache-key.js';
+import { defaultCacheKey, stableStringify } from '../../lib/cache/method-key.js';
 import { CacheErrorReporter } from '../../lib/utils/error-reporter.js';
 import { MemcachedConnectionError, MemcachedTimeoutError } from '../../lib/index.js';
 

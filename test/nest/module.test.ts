@@ -688,20 +688,21 @@ describe('@Cacheable and @CacheEvict on a provider', () => {
     for (const r of results) expect(r).toEqual({ id: 'c', n: 1 });
   });
 
-  test('default key: stable JSON of the arguments (key order does not matter); long ones hashed', async () => {
+  test('default key: host module, class, method and stable JSON of the arguments (key order does not matter); long ones hashed', async () => {
     const first = await catalog.byDefaultKey({ b: 2, a: 1 }, 1);
     expect(await catalog.byDefaultKey({ a: 1, b: 2 }, 1)).toEqual(first);
     expect(catalog.calls['byDefaultKey']).toBe(1);
-    const key = defaultCacheKey('Catalog', 'byDefaultKey', [{ a: 1, b: 2 }, 1]);
-    expect(key).toBe('Catalog.byDefaultKey({"a":1,"b":2},1)');
+    // Catalog is a provider of the testing module's root module.
+    const key = defaultCacheKey('RootTestModule/Catalog', 'byDefaultKey', [{ a: 1, b: 2 }, 1]);
+    expect(key).toBe('RootTestModule/Catalog.byDefaultKey({"a":1,"b":2},1)');
     expect(await rawGet(s2, `deco:${key}`)).toBe(JSON.stringify(first));
 
     const long = { text: 'x'.repeat(400), spaces: 'not a valid key' };
     await catalog.byDefaultKey(long, 2);
     await catalog.byDefaultKey(long, 2);
     expect(catalog.calls['byDefaultKey']).toBe(2);
-    const hashed = defaultCacheKey('Catalog', 'byDefaultKey', [long, 2], 'deco:');
-    expect(hashed).toMatch(/^Catalog\.byDefaultKey#[A-Za-z0-9_-]{43}$/);
+    const hashed = defaultCacheKey('RootTestModule/Catalog', 'byDefaultKey', [long, 2], 'deco:');
+    expect(hashed).toMatch(/^RootTestModule\/Catalog\.byDefaultKey#[A-Za-z0-9_-]{43}$/);
     expect(await rawGet(s2, `deco:${hashed}`)).toBeDefined();
     // Always fits, even with a long prefix.
     const prefix = 'p'.repeat(220);

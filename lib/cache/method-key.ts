@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { isPrintableAscii, sha256Key } from './key-text.js';
 
 /** Longest key memcached accepts, in bytes, `keyPrefix` included. */
 export const MAX_KEY_BYTES = 250;
@@ -74,15 +74,26 @@ function stringifyValue(value: unknown, seen: Set<object>, path: string): string
 }
 
 /**
- * The key `@Cacheable` uses when no `key` is given: `Class.method(<stable JSON of the
+ * The scope part of a default key: `<host module>/<class>`, e.g. `ProductsModule/ProductsService`
+ * for a provider or controller declared in `ProductsModule`. The module's name keeps two classes
+ * of one name in two modules apart (a class provided in several modules gets one scope per
+ * module; two same-named classes in two same-named modules of one application fail its boot).
+ */
+export function cacheScope(moduleName: string, className: string): string {
+  return `${moduleName}/${className}`;
+}
+
+/**
+ * The key `@Cacheable` uses when no `key` is given: `<scope>.method(<stable JSON of the
  * arguments>)` when that is printable ASCII without spaces and fits in 250 bytes together with
- * `keyPrefix`; otherwise `Class.method#<sha256 of that text, base64url>` (or the bare hash, cut
- * to what fits, when even that is too long). So the key is always a valid memcached key.
+ * `keyPrefix`; otherwise `<scope>.method#<sha256 of that text, base64url>` (or the bare hash, cut
+ * to what fits, when even that is too long). So the key is always a valid memcached key. The
+ * scope is `<host module>/<class>` (see {@link cacheScope}).
  *
  * Use it to evict entries cached under default keys:
- * `@CacheEvict({ keys: (id) => [defaultCacheKey('ProductsService', 'findOne', [id])] })`.
+ * `@CacheEvict({ keys: (id: string) => [defaultCacheKey('ProductsModule/ProductsService', 'findOne', [id])] })`.
  *
- * @param className - the class name (`instance.constructor.name`).
+ * @param scope - `<host module name>/<class name>`.
  * @param methodName - the method name.
  * @param args - the method's arguments.
  * @param keyPrefix - the client's `keyPrefix` (its bytes count toward the 250).
@@ -90,18 +101,18 @@ function stringifyValue(value: unknown, seen: Set<object>, path: string): string
  * @throws RangeError when `keyPrefix` leaves too little room for a hash.
  */
 export function defaultCacheKey(
-  className: string,
+  scope: string,
   methodName: string,
   args: readonly unknown[],
   keyPrefix = '',
 ): string {
   const budget = MAX_KEY_BYTES - Buffer.byteLength(keyPrefix, 'utf8');
-  const head = `${className}.${methodName}`;
+  const head = `${scope}.${methodName}`;
   const readable = `${head}(${stableStringify([...args]).slice(1, -1)})`;
-  if (/^[\x21-\x7e]+$/.test(readable) && readable.length <= budget) return readable;
-  const hash = createHash('sha256').update(readable, 'utf8').digest('base64url');
+  if (isPrintableAscii(readable) && readable.length <= budget) return readable;
+  const hash = sha256Key(readable);
   const hashed = `${head}#${hash}`;
-  if (/^[\x21-\x7e]+$/.test(head) && hashed.length <= budget) return hashed;
+  if (isPrintableAscii(head) && hashed.length <= budget) return hashed;
   if (budget >= MIN_HASH_CHARS + 1) return `#${hash}`.slice(0, budget);
   throw new RangeError(
     `keyPrefix leaves ${budget} bytes for the key of ${head}: too few for a collision-free default key; give @Cacheable a key or shorten keyPrefix`,
