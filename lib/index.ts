@@ -26,6 +26,7 @@ export type {
   CacheDecoratorCheck,
   CacheDecoratorMismatch,
   CacheEvictOptions,
+  CacheEvictTags,
   CacheMethodDecorator,
   CheckedMethodDecorator,
   CacheUnlessFunction,

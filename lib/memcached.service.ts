@@ -119,6 +119,7 @@ export class MemcachedService implements OnApplicationShutdown {
       report: (doing, error) => reporter.report(doing, error),
       delete: (keys) => (keys.length === 1 ? this.delete(keys[0]!) : this.deleteMany(keys)),
       invalidate: (key) => this.invalidate(key),
+      invalidateTags: (tags) => this.invalidateTags(tags),
     };
     registerMethodCacheTarget(this, this.target);
     // Failover transitions are rare and worth a line each.

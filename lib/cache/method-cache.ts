@@ -3,6 +3,7 @@ import type { MemcachedProtocol } from '../options.js';
 import type { CacheCall } from './cache-aside.js';
 import { defaultCacheKey } from './method-key.js';
 import { resolveCachePolicy, type CachePolicy } from './options.js';
+import { checkTags } from './tags.js';
 
 /**
  * The per-call logic of `@Cacheable` / `@CacheEvict` (and the error policy `getOrSet` shares):
@@ -39,6 +40,8 @@ export interface MethodCacheTarget {
   delete(keys: readonly string[]): Promise<unknown>;
   /** Marks a key stale (meta protocol). */
   invalidate(key: string): Promise<unknown>;
+  /** Invalidates tags (every value stored under them becomes a miss). */
+  invalidateTags(tags: readonly string[]): Promise<unknown>;
 }
 
 const targets = new WeakMap<object, MethodCacheTarget>();
@@ -84,12 +87,30 @@ export async function evictKeys(
   }
 }
 
+/** Invalidates `tags`; failures are reported, never thrown. */
+export async function evictTags(
+  target: MethodCacheTarget,
+  tags: readonly string[],
+  label?: string,
+): Promise<void> {
+  if (tags.length === 0) return;
+  try {
+    await target.invalidateTags(tags);
+  } catch (error) {
+    const what = tags.map((t) => `"${t}"`).join(', ');
+    target.report(
+      `invalidating the tags ${what}${label === undefined ? '' : ` (${label})`}`,
+      error,
+    );
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Per-call values: a constant, or a function of the method's arguments.
 
 type ArgsFn = (...args: unknown[]) => unknown;
 
-/** A per-call value resolved from the arguments (`key`, `keys`; `tags` would be another one). */
+/** A per-call value resolved from the arguments (`key`, `keys`, `tags`). */
 export type ArgsResolver<V> = (args: readonly unknown[]) => V;
 
 /**
@@ -149,6 +170,27 @@ export function stringListOption(
   return (args) => check(fn(...args));
 }
 
+/**
+ * Checks `tags`: a string array (checked now, so a bad tag fails the boot with
+ * MemcachedKeyError) or a function of the arguments returning one (checked at call time; a bad
+ * result throws, and the caller bypasses the cache or skips the invalidation, logged).
+ */
+export function tagsOption(
+  value: unknown,
+  where: string,
+): ArgsResolver<readonly string[]> | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) {
+    const tags = checkTags(value, `${where}: tags`);
+    return () => tags;
+  }
+  if (typeof value !== 'function') {
+    throw new TypeError(`${where}: tags must be a string array or a function of the arguments`);
+  }
+  const fn = value as ArgsFn;
+  return (args) => checkTags(fn(...args), 'the tags function returned a bad value');
+}
+
 function functionOption(value: unknown, where: string, name: string): ArgsFn | undefined {
   if (value !== undefined && typeof value !== 'function') {
     throw new TypeError(`${where}: ${name} must be a function`);
@@ -181,11 +223,14 @@ export type CompiledCall = (self: unknown, args: unknown[], next: NextCall) => u
  */
 export interface CacheablePlan {
   readonly key: string;
+  /** Tags of the result (empty: untagged). */
+  readonly tags: readonly string[];
 }
 
-/** What `@CacheEvict` resolves per call from the arguments (tags would be a field here too). */
+/** What `@CacheEvict` resolves per call from the arguments. */
 export interface EvictPlan {
   readonly keys: string[];
+  readonly tags: readonly string[];
 }
 
 /** @Cacheable options as the explorer reads them from the metadata (unchecked). */
@@ -196,12 +241,14 @@ export interface RawCacheableOptions {
   unless?: unknown;
   staleWhileRevalidate?: unknown;
   lease?: unknown;
+  tags?: unknown;
 }
 
 /** @CacheEvict options as read from the metadata (unchecked). */
 export interface RawEvictOptions {
   key?: unknown;
   keys?: unknown;
+  tags?: unknown;
   beforeInvocation?: unknown;
   stale?: unknown;
 }
@@ -229,9 +276,16 @@ export function compileCacheable(
     target.protocol,
     `${where} (${target.description})`,
   );
+  const tagsOf = tagsOption(options.tags, where);
   const keyOf: ArgsResolver<string> =
     explicitKey ?? ((args) => defaultCacheKey(site.scope, site.methodName, args, target.keyPrefix));
-  const plan = (args: readonly unknown[]): CacheablePlan => ({ key: keyOf(args) });
+  const plan = (args: readonly unknown[]): CacheablePlan => ({
+    key: keyOf(args),
+    tags: tagsOf === undefined ? [] : tagsOf(args),
+  });
+  // The policy of each tag list (a constant list: one).
+  const policyFor = (tags: readonly string[]): CachePolicy =>
+    tags.length === 0 ? policy : { ...policy, tags };
   let passThrough = false;
   const onUncacheable = (): void => {
     if (passThrough) return;
@@ -257,10 +311,10 @@ export function compileCacheable(
       try {
         planned = plan(args);
       } catch (error) {
-        target.report(`computing the cache key of ${label}`, error);
+        target.report(`computing the cache key or tags of ${label}`, error);
         return next(self, args);
       }
-      return runCached(target, planned.key, () => next(self, args), policy, {
+      return runCached(target, planned.key, () => next(self, args), policyFor(planned.tags), {
         label,
         unless: unless === undefined ? undefined : (result) => Boolean(unless(result, ...args)),
         onUncacheable,
@@ -281,8 +335,11 @@ export function compileEvict(
   if (stale !== undefined && typeof stale !== 'boolean') {
     throw new TypeError(`${where}: stale must be true or false`);
   }
-  if ((key === undefined) === (keys === undefined)) {
-    throw new TypeError(`${where}: give exactly one of key and keys`);
+  if (key !== undefined && keys !== undefined) {
+    throw new TypeError(`${where}: give one of key and keys, not both`);
+  }
+  if (key === undefined && keys === undefined && options.tags === undefined) {
+    throw new TypeError(`${where}: give key, keys or tags`);
   }
   if (Array.isArray(key)) {
     throw new TypeError(`${where}: key must be a non-empty string or a function of the arguments`);
@@ -298,16 +355,29 @@ export function compileEvict(
       `${where} asks for stale: true, which marks entries stale with the meta protocol; ${target.description} uses protocol '${target.protocol}' (register it with protocol: 'meta', or drop stale)`,
     );
   }
+  const tagsOf = tagsOption(options.tags, where);
   const plan = (args: readonly unknown[]): EvictPlan => {
+    let keys: string[] = [];
+    let tags: readonly string[] = [];
     try {
-      return { keys: one !== undefined ? [one(args)] : many!(args) };
+      keys = one !== undefined ? [one(args)] : many !== undefined ? many(args) : [];
     } catch (error) {
       target.report(`computing the keys to evict of ${label}`, error);
-      return { keys: [] };
     }
+    try {
+      tags = tagsOf === undefined ? [] : tagsOf(args);
+    } catch (error) {
+      target.report(`computing the tags to invalidate of ${label}`, error);
+    }
+    return { keys, tags };
   };
-  const evict = (args: readonly unknown[]): Promise<void> =>
-    evictKeys(target, plan(args).keys, stale === true, label);
+  const evict = async (args: readonly unknown[]): Promise<void> => {
+    const planned = plan(args);
+    await Promise.all([
+      evictKeys(target, planned.keys, stale === true, label),
+      evictTags(target, planned.tags, label),
+    ]);
+  };
   return async (self, args, next) => {
     if (beforeInvocation === true) await evict(args);
     const result = await next(self, args);

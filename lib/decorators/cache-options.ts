@@ -42,7 +42,19 @@ export interface CacheableOptions<A extends unknown[] = unknown[], T = unknown> 
    * `getOrSet`). `true` = `{ ttl: 30, wait: 2000 }`. Needs a client with `protocol: 'meta'`.
    */
   lease?: boolean | LeaseOptions;
+  /**
+   * Tags of the result: a string array, or a function of the method's arguments returning one.
+   * `@CacheEvict({ tags })` or `invalidateTags` of any of them makes it a miss, in every
+   * process. A tagged read costs one round trip per server for the key and its tags' version
+   * keys (see the README, "Tag invalidation"). A bad constant tag fails the boot; a function that
+   * returns a bad list makes that call bypass the cache (logged).
+   */
+  tags?: readonly string[] | CacheArgsFunction<readonly string[], A>;
 }
+
+/** `tags` of {@link CacheEvictOptions}. */
+export type CacheEvictTags<A extends unknown[] = unknown[]> =
+  readonly string[] | CacheArgsFunction<readonly string[], A>;
 
 interface CacheEvictCommon {
   /** Name of the memcached client to use; default: the default client. */
@@ -60,24 +72,40 @@ interface CacheEvictCommon {
   stale?: boolean;
 }
 
-/** Options of `@CacheEvict`: one `key`, or several `keys`, plus the common options. */
+/**
+ * Options of `@CacheEvict`: one `key` or several `keys`, and/or `tags` (whose values all become
+ * misses), plus the common options.
+ */
 export type CacheEvictOptions<A extends unknown[] = unknown[]> = CacheEvictCommon &
   (
     | {
         /** The key to delete: a string or a function of the method's arguments. */
         key: string | CacheArgsFunction<string, A>;
         keys?: undefined;
+        /** Tags to invalidate as well: a string array or a function of the arguments. */
+        tags?: CacheEvictTags<A>;
       }
     | {
         /** The keys to delete: a string array or a function of the arguments returning one. */
         keys: readonly string[] | CacheArgsFunction<readonly string[], A>;
         key?: undefined;
+        /** Tags to invalidate as well: a string array or a function of the arguments. */
+        tags?: CacheEvictTags<A>;
+      }
+    | {
+        /**
+         * Tags to invalidate: a string array or a function of the arguments returning one; every
+         * value stored under any of them becomes a miss, in every process.
+         */
+        tags: CacheEvictTags<A>;
+        key?: undefined;
+        keys?: undefined;
       }
   );
 
 /** Marks a decorator whose functions do not take the method's arguments (or result). */
 export interface CacheDecoratorMismatch {
-  "the decorator's key/keys/condition/unless functions do not take this method's arguments (or result)": never;
+  "the decorator's key/keys/tags/condition/unless functions do not take this method's arguments (or result)": never;
 }
 
 /**

@@ -6,6 +6,7 @@ export type {
   CacheDecoratorCheck,
   CacheDecoratorMismatch,
   CacheEvictOptions,
+  CacheEvictTags,
   CacheMethodDecorator,
   CheckedMethodDecorator,
   CacheUnlessFunction,

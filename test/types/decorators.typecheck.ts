@@ -82,6 +82,27 @@ export class Positive {
 
   @CacheEvict({ keys: ['a', 'b'] })
   async constantKeys(): Promise<void> {}
+
+  @Cacheable({ key: (id: string) => `product:${id}`, tags: (id: string) => ['products', id] })
+  async tagged(id: string): Promise<string> {
+    return id;
+  }
+
+  @Cacheable({ key: 'products:all', tags: ['products'] })
+  async constantTags(): Promise<string[]> {
+    return [];
+  }
+
+  // Only tags: allowed.
+  @CacheEvict({ tags: (id: string) => ['products', `product:${id}`] })
+  async onlyTags(id: string): Promise<void> {
+    void id;
+  }
+
+  @CacheEvict({ key: (id: string) => `product:${id}`, tags: ['products'] })
+  async keyAndTags(id: string): Promise<void> {
+    void id;
+  }
 }
 
 export class Negative {
@@ -124,6 +145,20 @@ export class Negative {
   // @ts-expect-error key and keys together
   @CacheEvict({ key: 'a', keys: ['b'] })
   async keyAndKeys(): Promise<void> {}
+
+  // @ts-expect-error the tags function takes a number
+  @Cacheable({ key: 'k', tags: (id: number) => [`t${id}`] })
+  async wrongTagsArgs(id: string): Promise<string> {
+    return id;
+  }
+
+  // @ts-expect-error tags is a list, not one string
+  @CacheEvict({ tags: 'products' })
+  async tagsNotAList(): Promise<void> {}
+
+  // @ts-expect-error nothing to evict
+  @CacheEvict({ beforeInvocation: true })
+  async nothing(): Promise<void> {}
 }
 
 export class NotAMethod {
@@ -134,7 +169,12 @@ export class NotAMethod {
 
 // Without typed functions a decorator is a plain MethodDecorator (applyDecorators takes it).
 export const CachedGet = (path: string): MethodDecorator =>
-  applyDecorators(Get(path), Cacheable({ key: 'all', ttl: 5 }), CacheEvict({ keys: ['x'] }));
+  applyDecorators(
+    Get(path),
+    Cacheable({ key: 'all', ttl: 5, tags: ['t'] }),
+    CacheEvict({ keys: ['x'] }),
+    CacheEvict({ tags: ['t'] }),
+  );
 export const plain: MethodDecorator = Cacheable({ key: (...args: unknown[]) => String(args[0]) });
 // With typed functions it only goes on matching methods; a cast is the explicit way out.
 // @ts-expect-error a typed decorator is not a MethodDecorator (it refuses some methods)
