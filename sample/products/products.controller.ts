@@ -3,7 +3,7 @@ import { Cacheable } from '../../lib/index.js';
 import { UpdateProductDto } from './dto/update-product.dto.js';
 import { ProductPagesService, type ProductPage } from './product-pages.service.js';
 import type { Product } from './product.js';
-import { PRODUCT_LIST_KEY, ProductsService } from './products.service.js';
+import { PRODUCT_LIST_KEY, PRODUCTS_TAG, ProductsService } from './products.service.js';
 
 @Controller('products')
 export class ProductsController {
@@ -12,9 +12,12 @@ export class ProductsController {
     private readonly pages: ProductPagesService,
   ) {}
 
-  /** The whole list, cached for 30 s right on the route. */
+  /**
+   * The whole list, cached for 30 s right on the route, under the `products` tag: an update of
+   * any product (PATCH below) invalidates it in every instance of the app.
+   */
   @Get()
-  @Cacheable({ key: PRODUCT_LIST_KEY, ttl: 30 })
+  @Cacheable({ key: PRODUCT_LIST_KEY, ttl: 30, tags: [PRODUCTS_TAG] })
   findAll(): Promise<Product[]> {
     return this.products.findAll();
   }
@@ -36,7 +39,10 @@ export class ProductsController {
     return this.pages.render(id);
   }
 
-  /** Updates the product; evicts its cache entries and marks its page stale. */
+  /**
+   * Updates the product: `ProductsService.update` deletes its entry and invalidates the
+   * `products` tag (so the list above); its page is marked stale.
+   */
   @Patch(':id')
   async update(@Param('id') id: string, @Body() dto: UpdateProductDto): Promise<Product> {
     const product = await this.products.update(id, dto);

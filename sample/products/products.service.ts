@@ -8,6 +8,11 @@ import { ProductsRepository } from './products.repository.js';
 export const productKey = (id: string): string => `product:${id}`;
 /** Cache key of the product list (cached on the GET /products route). */
 export const PRODUCT_LIST_KEY = 'products:all';
+/**
+ * Tag of every cached value that lists products: an update invalidates it, so every such value
+ * becomes a miss in every instance of the app, without knowing their keys.
+ */
+export const PRODUCTS_TAG = 'products';
 
 @Injectable()
 export class ProductsService {
@@ -30,8 +35,11 @@ export class ProductsService {
     return product;
   }
 
-  /** Evicts the product and the list once the update succeeded. */
-  @CacheEvict({ keys: (id: string) => [productKey(id), PRODUCT_LIST_KEY] })
+  /**
+   * Once the update succeeded: deletes the product's entry, and invalidates the `products` tag
+   * (the list, and any other value cached under it).
+   */
+  @CacheEvict({ key: productKey, tags: [PRODUCTS_TAG] })
   async update(id: string, dto: UpdateProductDto): Promise<Product> {
     // Only the fields that were sent (the validated DTO has the others as undefined).
     const patch = Object.fromEntries(Object.entries(dto).filter(([, v]) => v !== undefined));

@@ -9,6 +9,7 @@ import type { ProductPagesService as Pages } from '../../sample/products/product
 import type { ProductsRepository as Repository } from '../../sample/products/products.repository.js';
 import {
   rawRequest,
+  serverStats,
   startMemcacheds,
   stopAllMemcached,
   type MemcachedProcess,
@@ -123,6 +124,44 @@ describe('sample app', () => {
     await request(url).get('/products').expect(200);
     expect(repository.calls.findOne - calls.findOne).toBe(1);
     expect(repository.calls.findAll - calls.findAll).toBe(1);
+  });
+
+  test('the list is cached under the products tag: a PATCH invalidates the tag (no delete, no flush) and the next GET recomputes', async () => {
+    await request(url).get('/products').expect(200);
+    const servers = [cacheA, cacheB];
+    const listHome = (await storedOn(cacheA, 'catalog:products:all')) ? cacheA : cacheB;
+    // The list is a tagged envelope (flags 128); the tag's version key lives on one server.
+    const listReply = await rawRequest(listHome, 'get catalog:products:all\r\n');
+    expect(listReply).toMatch(
+      /^VALUE catalog:products:all 128 \d+\r\nMCTAG1 32 1 __tag:products \S{16}\n/,
+    );
+    const versionOf = async (): Promise<string | undefined> => {
+      for (const s of servers) {
+        const reply = await rawRequest(s, 'get catalog:__tag:products\r\n');
+        const version = /^VALUE \S+ 0 16\r\n(\S{16})\r\n/.exec(reply)?.[1];
+        if (version !== undefined) return version;
+      }
+      return undefined;
+    };
+    const before = await versionOf();
+    expect(before).toMatch(/^[\w-]{16}$/);
+    const flushes = await Promise.all(
+      servers.map(async (s) => (await serverStats(s))['cmd_flush']),
+    );
+    const calls = repository.calls.findAll;
+
+    await request(url).patch('/products/2').send({ price: 89.5 }).expect(200);
+    // The list entry is still there, but under an old version of the tag: a miss.
+    expect(await storedOn(listHome, 'catalog:products:all')).toBe(true);
+    expect(await versionOf()).not.toBe(before);
+    const list = await request(url).get('/products').expect(200);
+    expect(list.body).toContainEqual(expect.objectContaining({ id: '2', price: 89.5 }));
+    expect(repository.calls.findAll - calls).toBe(1);
+    await request(url).get('/products').expect(200);
+    expect(repository.calls.findAll - calls).toBe(1);
+    expect(
+      await Promise.all(servers.map(async (s) => (await serverStats(s))['cmd_flush'])),
+    ).toEqual(flushes);
   });
 
   test('an invalid update body is rejected by the DTO before anything runs or is evicted', async () => {
