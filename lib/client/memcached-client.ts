@@ -704,21 +704,34 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   // ------------------------------------------------------------------------------------------
   // Internals
 
-  /** What getOrSet's flow needs, on this client's internal calls (which mark nothing written). */
+  /**
+   * What getOrSet's flow needs, on this client's internal calls (which mark nothing written).
+   * They run without the ignoreErrors interceptor: the flow itself turns cache failures into
+   * misses and reports them (command `getOrSet`, outcome `error`), with or without ignoreErrors.
+   */
   private cacheBackend(): CacheBackend {
+    const strict = this.strictInterceptors;
     const send = <T>(
       key: string,
       run: (wire: string, node: ServerNode) => Promise<T>,
       fallback: T,
     ): Promise<T> =>
-      this.intercept('getOrSet', [key], fallback, () =>
-        run(this.wire(key, 'getOrSet'), this.cluster.nodeFor(key)),
+      this.intercept(
+        'getOrSet',
+        [key],
+        fallback,
+        () => run(this.wire(key, 'getOrSet'), this.cluster.nodeFor(key)),
+        strict,
       );
     return {
       protocol: this.options.protocol,
       defaultTtl: this.defaultTtl,
-      get: (key) => this.get(key),
-      set: (key, value, ttl) => this.store('set', key, value, ttl === undefined ? {} : { ttl }),
+      get: (key) =>
+        strict.length > 0 || this.lifecycle.closed
+          ? this.intercept('get', [key], undefined, () => this.getOne(key), strict)
+          : this.getOne(key),
+      set: (key, value, ttl) =>
+        this.store('set', key, value, ttl === undefined ? {} : { ttl }, undefined, strict),
       lease: (key, vivify, recache) =>
         send<LeasedItem | undefined>(
           key,
@@ -745,7 +758,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
           'getOrSet',
         ),
       fill: (key, value, ttl, mode, cas) =>
-        this.store(mode, key, value, { ttl }, mode === 'cas' ? cas : undefined),
+        this.store(mode, key, value, { ttl }, mode === 'cas' ? cas : undefined, strict),
       rearm: (key, item, ttl) =>
         send<boolean>(
           key,
