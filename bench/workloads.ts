@@ -102,7 +102,8 @@ export const WORKLOADS: readonly Workload[] = [
     concurrency: 64,
     keyCount: 1000,
     group: 'main',
-    clients: ['ours', 'ours-binary', 'raw'],
+    // ours-baseline only runs with BENCH_BASELINE (a build to compare with, variant by variant).
+    clients: ['ours', 'ours-binary', 'ours-baseline', 'raw'],
   },
   ...[64, 128, 256, 512].map((kb): Workload => ({
     id: `linear-get-${kb}KB-c1`,
