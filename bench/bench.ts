@@ -202,6 +202,8 @@ export interface WorkloadResult {
 export interface VariantSummary {
   client: ClientName;
   opsPerSec: Partial<Record<Variant, number>>;
+  /** CPU time of the bench process per call, µs (median round): less sensitive to other load. */
+  cpuUsPerOp: Partial<Record<Variant, number>>;
   overNone: Partial<Record<Variant, number>>;
   /** The per-round ratios behind overNone. */
   roundRatios: Partial<Record<Variant, number[]>>;
@@ -495,10 +497,17 @@ function summarizeVariants(results: readonly ClientResult[]): VariantSummary[] {
   for (const client of [...new Set(results.map((r) => r.client))]) {
     const mine = results.filter((r) => r.client === client && r.error === undefined);
     const none = mine.find((r) => r.variant === 'none');
-    const summary: VariantSummary = { client, opsPerSec: {}, overNone: {}, roundRatios: {} };
+    const summary: VariantSummary = {
+      client,
+      opsPerSec: {},
+      cpuUsPerOp: {},
+      overNone: {},
+      roundRatios: {},
+    };
     for (const r of mine) {
       if (r.variant === undefined) continue;
       summary.opsPerSec[r.variant] = r.opsPerSec;
+      if (r.cpuUsPerOp !== undefined) summary.cpuUsPerOp[r.variant] = r.cpuUsPerOp;
       if (none === undefined || r.variant === 'none') continue;
       const ratios: number[] = [];
       for (const round of r.rounds) {

@@ -67,17 +67,21 @@ export function formatTable(results: BenchResults): string {
   const variantWorkloads = results.workloads.filter((w) => w.variants !== undefined);
   for (const w of variantWorkloads) {
     lines.push('');
-    const hv = `${pad(w.title, 44)}${pad('none ops/s', 12, true)}${pad('lz4 ops/s', 12, true)}${pad('lz4/none', 10, true)}${pad('zlib ops/s', 12, true)}${pad('zlib/none', 11, true)}`;
+    const hv = `${pad(w.title, 44)}${pad('none ops/s', 12, true)}${pad('lz4 ops/s', 12, true)}${pad('lz4/none', 10, true)}${pad('zlib ops/s', 12, true)}${pad('zlib/none', 11, true)}${pad('cpu µs none/lz4/zlib', 24, true)}`;
     lines.push(hv);
     lines.push('-'.repeat(hv.length));
     for (const v of w.variants ?? []) {
       const ops = (n: number | undefined): string => (n === undefined ? '—' : int(n));
+      const cpu = (c: Partial<Record<'none' | 'lz4' | 'zlib', number>>): string =>
+        (['none', 'lz4', 'zlib'] as const)
+          .map((k) => (c[k] === undefined ? '—' : c[k].toFixed(1)))
+          .join(' / ');
       lines.push(
-        `${pad(`  ${v.client}`, 44)}${pad(ops(v.opsPerSec.none), 12, true)}${pad(ops(v.opsPerSec.lz4), 12, true)}${pad(ratio(v.overNone.lz4), 10, true)}${pad(ops(v.opsPerSec.zlib), 12, true)}${pad(ratio(v.overNone.zlib), 11, true)}`,
+        `${pad(`  ${v.client}`, 44)}${pad(ops(v.opsPerSec.none), 12, true)}${pad(ops(v.opsPerSec.lz4), 12, true)}${pad(ratio(v.overNone.lz4), 10, true)}${pad(ops(v.opsPerSec.zlib), 12, true)}${pad(ratio(v.overNone.zlib), 11, true)}${pad(cpu(v.cpuUsPerOp), 24, true)}`,
       );
     }
     lines.push(
-      '  (ratios: median over the rounds of variant ÷ uncompressed in the same round; ops/s: median rounds)',
+      '  (ratios: median over the rounds of variant ÷ uncompressed in the same round; ops/s: median rounds; cpu µs: CPU time of the bench process per call, median round)',
     );
   }
   const tracing = results.workloads.filter(

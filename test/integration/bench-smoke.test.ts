@@ -145,6 +145,7 @@ describe('bench: end to end with tiny counts', () => {
           expect(v.overNone.lz4).toBe(perRound[0]); // median of 2 rounds: the lower one
           expect(v.overNone.zlib).toBeGreaterThan(0);
           expect(v.opsPerSec.none).toBe(none.opsPerSec);
+          if (v.client !== 'raw') expect(v.cpuUsPerOp.lz4).toBeGreaterThan(0);
         }
       } else {
         expect(w.results.map((r) => r.client)).toEqual(expected);
