@@ -26,12 +26,14 @@ import {
   WORKLOADS,
   batchesFor,
   clientsFor,
+  compressionOf,
   keysFor,
   randomValue,
   rawRequests,
   rawSet,
   tagsFor,
   valueFor,
+  type Variant,
   type Workload,
 } from './workloads.js';
 
@@ -137,6 +139,8 @@ export interface RoundResult {
 
 export interface ClientResult {
   client: ClientName;
+  /** In a variant workload: how this run of the client compressed. */
+  variant?: Variant;
   /** From the median round (by ops/s). */
   opsPerSec: number;
   p50Ms: number;
@@ -163,6 +167,11 @@ export interface WorkloadResult {
   concurrency: number;
   batch?: number;
   results: ClientResult[];
+  /**
+   * Variant workloads: per client, each variant's ops/s (median round) and its ratio to the
+   * uncompressed run, the median over the rounds of (variant ÷ uncompressed in the same round).
+   */
+  variants?: VariantSummary[];
   summary: {
     ours?: number;
     /** Ours with autoBatch off (concurrent get workloads only). */
@@ -189,6 +198,16 @@ export interface WorkloadResult {
     oursOtel?: number;
     otelCostUsPerCall?: number;
   };
+}
+
+export interface VariantSummary {
+  client: ClientName;
+  opsPerSec: Partial<Record<Variant, number>>;
+  /** CPU time of the bench process per call, µs (median round): less sensitive to other load. */
+  cpuUsPerOp: Partial<Record<Variant, number>>;
+  overNone: Partial<Record<Variant, number>>;
+  /** The per-round ratios behind overNone. */
+  roundRatios: Partial<Record<Variant, number[]>>;
 }
 
 export interface LinearityResult {
@@ -371,6 +390,7 @@ export async function runBench(config: BenchConfig): Promise<BenchOutput> {
 
 interface Contender {
   name: ClientName;
+  variant?: Variant;
   driver?: Driver;
   raw?: RawPipeline;
   notes: string[];
@@ -392,7 +412,9 @@ async function runWorkload(
   const contenders: Contender[] = [];
   try {
     for (const name of names) {
-      contenders.push(await prepare(name, workload, value, config, server, recorder));
+      for (const variant of workload.variants ?? [undefined]) {
+        contenders.push(await prepare(name, variant, workload, value, config, server, recorder));
+      }
     }
     const roundLimit: RoundLimit =
       config.opsPerRound !== undefined
@@ -410,7 +432,7 @@ async function runWorkload(
         await verify(c, workload, value);
       } catch (err) {
         c.error = `warm-up failed: ${errorText(err)}`;
-        config.log(`  ${c.name}: ${c.error}`);
+        config.log(`  ${label(c)}: ${c.error}`);
       }
     }
     for (let round = 0; round < config.rounds; round++) {
@@ -434,14 +456,14 @@ async function runWorkload(
         c.rounds.push(r);
         if (outcome.errors > 0) {
           config.log(
-            `  ${c.name}: ${outcome.errors} errors in round ${round}: ${errorText(outcome.firstError)}`,
+            `  ${label(c)}: ${outcome.errors} errors in round ${round}: ${errorText(outcome.firstError)}`,
           );
         }
         if (outcome.ops === 0)
           c.error = `no successful operation: ${errorText(outcome.firstError)}`;
         if (round === config.rounds - 1 || c.error !== undefined) c.memoryAfter = memory(true);
         config.log(
-          `  round ${round} ${c.name.padEnd(16)} ${fmtInt(r.opsPerSec).padStart(9)} ops/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms`,
+          `  round ${round} ${label(c).padEnd(16)} ${fmtInt(r.opsPerSec).padStart(9)} ops/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms`,
         );
       }
     }
@@ -461,21 +483,61 @@ async function runWorkload(
     concurrency: workload.concurrency,
     ...(workload.batch === undefined ? {} : { batch: workload.batch }),
     results,
-    summary: summarize(results),
+    ...(workload.variants === undefined ? {} : { variants: summarizeVariants(results) }),
+    summary: summarize(results.filter((r) => r.variant === undefined || r.variant === 'none')),
   };
+}
+
+function label(c: { name: ClientName; variant?: Variant | undefined }): string {
+  return c.variant === undefined ? c.name : `${c.name} ${c.variant}`;
+}
+
+/** Per client of a variant workload: ops/s per variant and the round-by-round ratios. */
+function summarizeVariants(results: readonly ClientResult[]): VariantSummary[] {
+  const out: VariantSummary[] = [];
+  for (const client of [...new Set(results.map((r) => r.client))]) {
+    const mine = results.filter((r) => r.client === client && r.error === undefined);
+    const none = mine.find((r) => r.variant === 'none');
+    const summary: VariantSummary = {
+      client,
+      opsPerSec: {},
+      cpuUsPerOp: {},
+      overNone: {},
+      roundRatios: {},
+    };
+    for (const r of mine) {
+      if (r.variant === undefined) continue;
+      summary.opsPerSec[r.variant] = r.opsPerSec;
+      if (r.cpuUsPerOp !== undefined) summary.cpuUsPerOp[r.variant] = r.cpuUsPerOp;
+      if (none === undefined || r.variant === 'none') continue;
+      const ratios: number[] = [];
+      for (const round of r.rounds) {
+        const base = none.rounds.find((b) => b.round === round.round);
+        if (base !== undefined && base.opsPerSec > 0) ratios.push(round.opsPerSec / base.opsPerSec);
+      }
+      ratios.sort((a, b) => a - b);
+      summary.roundRatios[r.variant] = ratios;
+      if (ratios.length > 0)
+        summary.overNone[r.variant] = ratios[Math.floor((ratios.length - 1) / 2)]!;
+    }
+    out.push(summary);
+  }
+  return out;
 }
 
 /** Creates the client, stores its keys, and returns how to run a round with it. */
 async function prepare(
   name: ClientName,
+  variant: Variant | undefined,
   workload: Workload,
   value: string,
   config: BenchConfig,
   server: MemcachedProcess,
   recorder: LatencyRecorder,
 ): Promise<Contender> {
-  const keys = keysFor(workload, name);
-  const base = { name, rounds: [] as RoundResult[] };
+  const keys = keysFor(workload, name, variant);
+  const base = { name, ...(variant === undefined ? {} : { variant }), rounds: [] as RoundResult[] };
+  const compression = compressionOf(workload, variant);
   const needsData = workload.op === 'get' || workload.op === 'getMany';
   // raw reads plain values where ours reads what getOrSet stored (and the version keys).
   const rawData = needsData || workload.op === 'getOrSet';
@@ -493,17 +555,15 @@ async function prepare(
       if (stored.errors > 0)
         throw new Error(`raw: populating failed: ${errorText(stored.firstError)}`);
     }
-    const requests = rawRequests(workload, keys, value);
+    const requests = rawRequests(workload, keys, value, variant);
     return {
       ...base,
       raw,
       notes: [
         'pre-encoded pipelined requests on one socket; replies counted, not decoded',
-        ...(workload.op === 'setCompressed'
-          ? [
-              `sends the ${workload.compression ?? 'zlib'}-compressed bytes (compressed once up front)`,
-            ]
-          : []),
+        ...(compression === false
+          ? []
+          : [`sends the ${compression}-compressed bytes (compressed once up front)`]),
       ],
       run: (limit) =>
         raw.run((i) => requests[i % requests.length]!, workload.concurrency, limit, recorder),
@@ -514,14 +574,14 @@ async function prepare(
     driver = createDriver(name, {
       host: server.host,
       port: server.port,
-      compression: workload.op === 'setCompressed' ? (workload.compression ?? 'zlib') : false,
+      compression,
       timeoutMs: config.timeoutMs,
       maxValueSize: 2 * 1024 * 1024,
     });
   } catch (err) {
     // E.g. an option this version of the client does not know: report it, run the others.
     const error = `could not create the client: ${errorText(err)}`;
-    config.log(`  ${name}: ${error}`);
+    config.log(`  ${label(base)}: ${error}`);
     return { ...base, notes: [], error, run: () => Promise.reject(new Error(error)) };
   }
   const contender: Contender = {
@@ -540,7 +600,7 @@ async function prepare(
     }
   } catch (err) {
     contender.error = `populating failed: ${errorText(err)}`;
-    config.log(`  ${name}: ${contender.error}`);
+    config.log(`  ${label(base)}: ${contender.error}`);
   }
   return contender;
 }
@@ -615,7 +675,7 @@ async function populate(driver: Driver, keys: readonly string[], value: string):
 async function verify(c: Contender, workload: Workload, value: string): Promise<void> {
   const d = c.driver;
   if (d === undefined) return;
-  const keys = keysFor(workload, c.name);
+  const keys = keysFor(workload, c.name, c.variant);
   if (workload.op === 'getMany') {
     const hits = await d.getMany(keys.slice(0, workload.batch ?? 100));
     if (hits !== (workload.batch ?? 100))
@@ -638,6 +698,7 @@ function toClientResult(c: Contender): ClientResult {
   const median = ranked[Math.floor((ranked.length - 1) / 2)];
   const base = {
     client: c.name,
+    ...(c.variant === undefined ? {} : { variant: c.variant }),
     rounds: c.rounds,
     memoryAfter: c.memoryAfter ?? memory(false),
     notes: c.notes,

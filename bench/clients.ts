@@ -8,6 +8,7 @@ import Memcached from 'memcached';
 import memcacheClient, { type MultiRetrievalResponse } from 'memcache-client';
 import memjs from 'memjs';
 import { MemcachedClient, type MemcachedOptions } from '../lib/index.js';
+import { lz4Package } from '../lib/serde/lz4.js';
 import { attachOtel, attachPlainSubscriber, type Attach } from './tracing.js';
 
 /**
@@ -179,7 +180,9 @@ function oursDriver(
         ? [`compression: { threshold: ${COMPRESSION_THRESHOLD} } (zlib level 6)`]
         : []),
       ...(algorithm === 'lz4'
-        ? [`compression: { threshold: ${COMPRESSION_THRESHOLD}, algorithm: 'lz4' } (lz4-napi)`]
+        ? [
+            `compression: { threshold: ${COMPRESSION_THRESHOLD}, algorithm: 'lz4' } (package ${lz4Package() ?? 'none'})`,
+          ]
         : []),
     ],
     async get(key) {

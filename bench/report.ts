@@ -42,12 +42,13 @@ export function formatTable(results: BenchResults): string {
   for (const w of results.workloads) {
     w.results.forEach((r, i) => {
       const first = i === 0 ? pad(w.title, 44) : pad('', 44);
+      const who = r.variant === undefined ? r.client : `${r.client} ${r.variant}`;
       if (r.error !== undefined) {
-        lines.push(`${first}${pad(r.client, 17)}  failed: ${r.error.slice(0, 90)}`);
+        lines.push(`${first}${pad(who, 17)}  failed: ${r.error.slice(0, 90)}`);
         return;
       }
       lines.push(
-        `${first}${pad(r.client, 17)}${pad(int(r.opsPerSec), 11, true)}${pad(ms(r.p50Ms), 10, true)}${pad(ms(r.p99Ms), 10, true)}${pad((r.memoryAfter.heapUsed / MB).toFixed(1), 9, true)}`,
+        `${first}${pad(who, 17)}${pad(int(r.opsPerSec), 11, true)}${pad(ms(r.p50Ms), 10, true)}${pad(ms(r.p99Ms), 10, true)}${pad((r.memoryAfter.heapUsed / MB).toFixed(1), 9, true)}`,
       );
     });
   }
@@ -61,6 +62,26 @@ export function formatTable(results: BenchResults): string {
       s.bestPeer === undefined ? '—' : `${s.bestPeer.client} ${int(s.bestPeer.opsPerSec)}`;
     lines.push(
       `${pad(w.title, 44)}${pad(s.ours === undefined ? '—' : int(s.ours), 12, true)}  ${pad(best, 28)}${pad(ratio(s.oursOverBestPeer), 10, true)}${pad(s.raw === undefined ? '—' : int(s.raw), 12, true)}${pad(ratio(s.oursOverRaw), 10, true)}${pad(ratio(s.oursBinaryOverMemjs), 14, true)}`,
+    );
+  }
+  const variantWorkloads = results.workloads.filter((w) => w.variants !== undefined);
+  for (const w of variantWorkloads) {
+    lines.push('');
+    const hv = `${pad(w.title, 44)}${pad('none ops/s', 12, true)}${pad('lz4 ops/s', 12, true)}${pad('lz4/none', 10, true)}${pad('zlib ops/s', 12, true)}${pad('zlib/none', 11, true)}${pad('cpu µs none/lz4/zlib', 24, true)}`;
+    lines.push(hv);
+    lines.push('-'.repeat(hv.length));
+    for (const v of w.variants ?? []) {
+      const ops = (n: number | undefined): string => (n === undefined ? '—' : int(n));
+      const cpu = (c: Partial<Record<'none' | 'lz4' | 'zlib', number>>): string =>
+        (['none', 'lz4', 'zlib'] as const)
+          .map((k) => (c[k] === undefined ? '—' : c[k].toFixed(1)))
+          .join(' / ');
+      lines.push(
+        `${pad(`  ${v.client}`, 44)}${pad(ops(v.opsPerSec.none), 12, true)}${pad(ops(v.opsPerSec.lz4), 12, true)}${pad(ratio(v.overNone.lz4), 10, true)}${pad(ops(v.opsPerSec.zlib), 12, true)}${pad(ratio(v.overNone.zlib), 11, true)}${pad(cpu(v.cpuUsPerOp), 24, true)}`,
+      );
+    }
+    lines.push(
+      '  (ratios: median over the rounds of variant ÷ uncompressed in the same round; ops/s: median rounds; cpu µs: CPU time of the bench process per call, median round)',
     );
   }
   const tracing = results.workloads.filter(
@@ -270,7 +291,8 @@ function barPanel(
   const x1 = px + pw - 10;
   const y0 = py + ph - 34; // baseline
   const y1 = py + 40; // top of the scale
-  const shown = clients.filter((c) => w.results.some((r) => r.client === c));
+  // One bar per result (a client of a variant workload has one per variant), in legend order.
+  const shown = clients.flatMap((c) => w.results.filter((r) => r.client === c));
   const max = niceMax(Math.max(1, ...w.results.map((r) => r.opsPerSec)));
   for (let k = 0; k <= TICKS; k++) {
     const v = (max * k) / TICKS;
@@ -282,16 +304,19 @@ function barPanel(
   }
   const slot = (x1 - x0) / Math.max(1, shown.length);
   const bw = Math.min(38, slot * 0.7);
-  shown.forEach((c, k) => {
-    const r = w.results.find((x) => x.client === c) as ClientResult;
+  shown.forEach((r: ClientResult, k) => {
+    const c = r.client;
     const cx = x0 + slot * (k + 0.5);
     if (r.error !== undefined || r.opsPerSec <= 0) {
       out.push(text(cx, y0 - 6, 'failed', { size: 9, anchor: 'middle', fill: '#b00' }));
       return;
     }
     const h = ((y0 - y1) * r.opsPerSec) / max;
+    if (r.variant !== undefined) {
+      out.push(text(cx, y0 + 11, r.variant, { size: 9, anchor: 'middle', fill: '#333' }));
+    }
     out.push(
-      `<rect x="${(cx - bw / 2).toFixed(1)}" y="${(y0 - h).toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${CLIENT_COLORS[c]}"><title>${esc(`${c}: ${int(r.opsPerSec)} ops/s, p50 ${ms(r.p50Ms)} ms, p99 ${ms(r.p99Ms)} ms`)}</title></rect>`,
+      `<rect x="${(cx - bw / 2).toFixed(1)}" y="${(y0 - h).toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${CLIENT_COLORS[c]}"><title>${esc(`${c}${r.variant === undefined ? '' : ` ${r.variant}`}: ${int(r.opsPerSec)} ops/s, p50 ${ms(r.p50Ms)} ms, p99 ${ms(r.p99Ms)} ms`)}</title></rect>`,
     );
     out.push(
       text(cx, y0 - h - 4, compact(r.opsPerSec), {

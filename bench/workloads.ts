@@ -6,6 +6,9 @@ import { prng } from '../test/harness/prng.js';
 
 export type Operation = 'get' | 'set' | 'getMany' | 'setCompressed' | 'setText' | 'getOrSet';
 
+/** How a client of a variant workload compresses: not at all, lz4 or zlib (level 6). */
+export type Variant = 'none' | 'lz4' | 'zlib';
+
 export interface Workload {
   /** Stable id, e.g. `get-100B-c64` (use it in BENCH_WORKLOADS). */
   id: string;
@@ -29,6 +32,11 @@ export interface Workload {
   clients?: readonly ClientName[];
   /** `setCompressed`: the algorithm (default zlib, the one every peer that compresses has). */
   compression?: 'zlib' | 'lz4';
+  /**
+   * `setText`: each client runs once per entry (uncompressed, lz4, zlib), all of them interleaved
+   * round by round in this one workload, so their ratios come from the same minutes of the run.
+   */
+  variants?: readonly Variant[];
   /** `ours-meta` runs it too (the meta protocol's columns). */
   meta?: boolean;
   /** `getOrSet`: tags per value (0 or undefined: untagged). */
@@ -84,27 +92,20 @@ export const WORKLOADS: readonly Workload[] = [
     keyCount: 1000,
     group: 'main',
   },
-  // The same text with lz4, and uncompressed: ours only (the peers have no lz4).
+  // The same text uncompressed, with lz4 and with zlib: ours (text and binary) and raw, each
+  // client three times, every round of every variant interleaved with the others (the ratios
+  // lz4 / uncompressed are taken round by round).
   {
-    id: 'setCompressed-lz4-4KB-c64',
-    title: 'set 4 KB text, lz4, c64',
-    op: 'setCompressed',
-    compression: 'lz4',
-    valueSize: 4 * KB,
-    concurrency: 64,
-    keyCount: 1000,
-    group: 'main',
-    clients: ['ours', 'ours-binary', 'raw'],
-  },
-  {
-    id: 'setText-4KB-c64',
-    title: 'set 4 KB text, uncompressed, c64',
+    id: 'setCompression-4KB-c64',
+    title: 'set 4 KB text: none / lz4 / zlib, c64',
     op: 'setText',
+    variants: ['none', 'lz4', 'zlib'],
     valueSize: 4 * KB,
     concurrency: 64,
     keyCount: 1000,
     group: 'main',
-    clients: ['ours', 'ours-binary', 'raw'],
+    // ours-baseline only runs with BENCH_BASELINE (a build to compare with, variant by variant).
+    clients: ['ours', 'ours-binary', 'ours-baseline', 'raw'],
   },
   // getOrSet hits, untagged and with two tags (the cost of checking the tags' versions).
   ...[1, 64].flatMap((c): Workload[] =>
@@ -191,10 +192,11 @@ export function valueFor(workload: Workload): string {
 }
 
 /** Keys of `client` for a workload: each client reads back only what it stored itself. */
-export function keysFor(workload: Workload, client: ClientName): string[] {
+export function keysFor(workload: Workload, client: ClientName, variant?: Variant): string[] {
   const space = `${workload.op === 'get' || workload.op === 'getMany' ? 'v' : workload.op}${workload.tags ?? ''}${workload.valueSize}`;
+  const who = variant === undefined ? client : `${client}-${variant}`;
   const keys: string[] = [];
-  for (let i = 0; i < workload.keyCount; i++) keys.push(`bench:${client}:${space}:${i}`);
+  for (let i = 0; i < workload.keyCount; i++) keys.push(`bench:${who}:${space}:${i}`);
   return keys;
 }
 
@@ -217,8 +219,19 @@ export function batchesFor(keys: readonly string[], batch: number): string[][] {
   return out;
 }
 
+/** The compression of a `setCompressed` workload or of one variant of a `setText` workload. */
+export function compressionOf(workload: Workload, variant?: Variant): false | 'zlib' | 'lz4' {
+  if (workload.op === 'setCompressed') return workload.compression ?? 'zlib';
+  return variant === undefined || variant === 'none' ? false : variant;
+}
+
 /** Pre-encoded raw requests, one per key. */
-export function rawRequests(workload: Workload, keys: readonly string[], value: string): Buffer[] {
+export function rawRequests(
+  workload: Workload,
+  keys: readonly string[],
+  value: string,
+  variant?: Variant,
+): Buffer[] {
   switch (workload.op) {
     case 'get':
       return keys.map((k) => Buffer.from(`get ${k}\r\n`));
@@ -228,18 +241,21 @@ export function rawRequests(workload: Workload, keys: readonly string[], value: 
       );
     case 'set':
       return keys.map((k) => rawSet(k, 0, Buffer.from(value)));
-    case 'setCompressed': {
-      // The bytes our client puts on the wire: the zlib-compressed value with flag bit 8, or the
-      // lz4 one with flag bit 64.
-      if (workload.compression === 'lz4') {
+    case 'setCompressed':
+    case 'setText': {
+      // The bytes our client puts on the wire: the zlib-compressed value with flag bit 8, the
+      // lz4 one with flag bit 64, or the text as it is (flag 16).
+      const compression = compressionOf(workload, variant);
+      if (compression === 'lz4') {
         const packed = lz4CompressSync(Buffer.from(value));
         return keys.map((k) => rawSet(k, 16 | 64, packed));
       }
-      const packed = deflateSync(Buffer.from(value), { level: 6 });
-      return keys.map((k) => rawSet(k, 16 | 8, packed));
-    }
-    case 'setText':
+      if (compression === 'zlib') {
+        const packed = deflateSync(Buffer.from(value), { level: 6 });
+        return keys.map((k) => rawSet(k, 16 | 8, packed));
+      }
       return keys.map((k) => rawSet(k, 16, Buffer.from(value)));
+    }
     case 'getOrSet':
       // What a getOrSet hit reads: the key, or the key and its tags' version keys.
       return keys.map((k, i) => {

@@ -34,6 +34,7 @@ import { ValueCodec, type Encoded } from './codec.js';
 import { Dispatcher } from './dispatcher.js';
 import {
   buildInterceptors,
+  isIgnorableError,
   runIntercepted,
   type CommandContext,
   type Interceptor,
@@ -124,6 +125,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   private readonly prefixBytes: number;
   private readonly defaultTtl: number;
   private readonly interceptors: readonly Interceptor[];
+  /** The chain without ignoreErrors: for `update`, which handles those errors itself. */
+  private readonly strictInterceptors: readonly Interceptor[];
   private readonly lifecycle = new Lifecycle();
   private readonly batcher: GetBatcher | undefined;
   /** getOrSet's single flights and lease logic. */
@@ -186,9 +189,11 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       void this.emit('ignoredError', { command, error });
     this.dispatcher = new Dispatcher(this.cluster, driver, o.ignoreErrors, report);
     this.codec = new ValueCodec(o.serde, o.compression, o.maxValueSize);
-    this.interceptors = buildInterceptors(o, report, (ms, command) =>
-      this.lifecycle.sleep(ms, command),
-    );
+    const sleep = (ms: number, command: string): Promise<void> => this.lifecycle.sleep(ms, command);
+    this.interceptors = buildInterceptors(o, report, sleep);
+    this.strictInterceptors = o.ignoreErrors
+      ? buildInterceptors({ ...o, ignoreErrors: false }, report, sleep)
+      : this.interceptors;
     this.batcher = o.autoBatch
       ? new GetBatcher(driver, (node, request) => this.cluster.dispatch(node, request))
       : undefined;
@@ -272,23 +277,33 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   /** The value and its cas token, or `undefined` on a miss. */
   gets<T = unknown>(key: string): Promise<CasValue<T> | undefined> {
-    return this.intercept('gets', [key], undefined, () => {
-      const wire = this.wire(key, 'gets');
-      return this.dispatcher.send(
-        this.cluster.nodeFor(key),
-        'gets',
-        { op: 'gets', keys: [wire] },
-        (items) => {
-          const item = items[0];
-          if (item === undefined) return undefined;
-          const cas = item.cas!;
-          const value = this.codec.decode(key, item, 'gets');
-          return value instanceof Promise
-            ? value.then((v) => ({ value: v as T, cas }))
-            : { value: value as T, cas };
-        },
-      );
-    });
+    return this.getsVia<T>(this.interceptors, key);
+  }
+
+  private getsVia<T>(chain: readonly Interceptor[], key: string): Promise<CasValue<T> | undefined> {
+    return this.intercept(
+      'gets',
+      [key],
+      undefined,
+      () => {
+        const wire = this.wire(key, 'gets');
+        return this.dispatcher.send(
+          this.cluster.nodeFor(key),
+          'gets',
+          { op: 'gets', keys: [wire] },
+          (items) => {
+            const item = items[0];
+            if (item === undefined) return undefined;
+            const cas = item.cas!;
+            const value = this.codec.decode(key, item, 'gets');
+            return value instanceof Promise
+              ? value.then((v) => ({ value: v as T, cas }))
+              : { value: value as T, cas };
+          },
+        );
+      },
+      chain,
+    );
   }
 
   /** `gat`: the value of `key` (or `undefined`), setting its TTL to `ttl` seconds. */
@@ -426,6 +441,11 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
    * pause — up to `attempts` times, then rejects with MemcachedConflictError. Resolves to the
    * value stored. `fn` may be async and runs once per attempt; an error it throws rejects the
    * call (nothing is stored).
+   *
+   * A server or connection error is never a conflict: it ends the call at once. Without
+   * `ignoreErrors` the call rejects with it; with `ignoreErrors` it is emitted as `ignoredError`
+   * (command `update`) and the call resolves to `fn`'s result, not stored — a failed read counts
+   * as a miss (`fn(undefined)`, nothing written), a failed write as not stored.
    */
   async update<T>(
     key: string,
@@ -454,12 +474,28 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
         // Writers that collided spread out instead of colliding again in lock step.
         await this.lifecycle.sleep(Math.random() * Math.min(20, 2 ** (attempt - 1)), 'update');
       }
-      const current = await this.gets<T>(key);
+      const chain = this.strictInterceptors;
+      let current: CasValue<T> | undefined;
+      let readFailed = false;
+      try {
+        current = await this.getsVia<T>(chain, key);
+      } catch (err) {
+        if (!this.ignored(err)) throw err;
+        readFailed = true;
+      }
       const next = await fn(current?.value);
-      const stored =
-        current === undefined
-          ? await this.add(key, next, { ttl })
-          : await this.cas(key, next, current.cas, { ttl });
+      if (readFailed) return next;
+      this.cache.written(key);
+      let stored: boolean;
+      try {
+        stored =
+          current === undefined
+            ? await this.store('add', key, next, { ttl }, undefined, chain)
+            : await this.store('cas', key, next, { ttl }, current.cas, chain);
+      } catch (err) {
+        if (!this.ignored(err)) throw err;
+        return next;
+      }
       if (stored) return next;
     }
     throw new MemcachedConflictError(
@@ -707,21 +743,34 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   // ------------------------------------------------------------------------------------------
   // Internals
 
-  /** What getOrSet's flow needs, on this client's internal calls (which mark nothing written). */
+  /**
+   * What getOrSet's flow needs, on this client's internal calls (which mark nothing written).
+   * They run without the ignoreErrors interceptor: the flow itself turns cache failures into
+   * misses and reports them (command `getOrSet`, outcome `error`), with or without ignoreErrors.
+   */
   private cacheBackend(): CacheBackend {
+    const strict = this.strictInterceptors;
     const send = <T>(
       key: string,
       run: (wire: string, node: ServerNode) => Promise<T>,
       fallback: T,
     ): Promise<T> =>
-      this.intercept('getOrSet', [key], fallback, () =>
-        run(this.wire(key, 'getOrSet'), this.cluster.nodeFor(key)),
+      this.intercept(
+        'getOrSet',
+        [key],
+        fallback,
+        () => run(this.wire(key, 'getOrSet'), this.cluster.nodeFor(key)),
+        strict,
       );
     return {
       protocol: this.options.protocol,
       defaultTtl: this.defaultTtl,
-      get: (key) => this.get(key),
-      set: (key, value, ttl) => this.store('set', key, value, ttl === undefined ? {} : { ttl }),
+      get: (key) =>
+        strict.length > 0 || this.lifecycle.closed
+          ? this.intercept('get', [key], undefined, () => this.getOne(key), strict)
+          : this.getOne(key),
+      set: (key, value, ttl) =>
+        this.store('set', key, value, ttl === undefined ? {} : { ttl }, undefined, strict),
       lease: (key, vivify, recache) =>
         send<LeasedItem | undefined>(
           key,
@@ -748,7 +797,7 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
           'getOrSet',
         ),
       fill: (key, value, ttl, mode, cas) =>
-        this.store(mode, key, value, { ttl }, mode === 'cas' ? cas : undefined),
+        this.store(mode, key, value, { ttl }, mode === 'cas' ? cas : undefined, strict),
       rearm: (key, item, ttl) =>
         send<boolean>(
           key,
@@ -795,6 +844,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
 
   /** Tagged getOrSet on this client's internal calls (see lib/cache/tags.ts). */
   private tagBackend(): TagBackend {
+    // Without the ignoreErrors interceptor, as the rest of getOrSet's flow.
+    const strict = this.strictInterceptors;
     /**
      * Raw items of `keys` (gets), one request per server — with autoBatch, in the tick's
      * multi-get of each server, shared with the other reads of the tick. A failed server's keys
@@ -853,7 +904,8 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
           ),
         );
       }
-      this.dispatcher.settleFailures('getOrSet', [...failed]);
+      // A failed server fails the read (the flow reports it and goes on without the cache).
+      for (const error of failed.values()) throw error;
       return out;
     };
     const versionOf = (item: RetrievedItem | undefined): string | undefined =>
@@ -863,11 +915,17 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
       read: (key, tagKeys) => {
         const keys = key === undefined ? tagKeys : [key, ...tagKeys];
         const missed = { item: undefined, versions: tagKeys.map(() => undefined) };
-        return this.intercept('getOrSet', keys, missed, async () => {
-          const items = await readRaw(keys);
-          if (key === undefined) return { item: undefined, versions: items.map(versionOf) };
-          return { item: items[0], versions: items.slice(1).map(versionOf) };
-        });
+        return this.intercept(
+          'getOrSet',
+          keys,
+          missed,
+          async () => {
+            const items = await readRaw(keys);
+            if (key === undefined) return { item: undefined, versions: items.map(versionOf) };
+            return { item: items[0], versions: items.slice(1).map(versionOf) };
+          },
+          strict,
+        );
       },
       create: (tagKeys) =>
         this.intercept(
@@ -906,28 +964,35 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
             }
             return versions;
           },
+          strict,
         ),
       decode: (key, flags, data) => this.codec.decodeBytes(key, flags, data, 'getOrSet'),
       fill: (key, value, ttl, mode, cas, versions) =>
-        this.intercept('getOrSet', [key], false, async () => {
-          const wire = this.wire(key, 'getOrSet');
-          const inner = await this.codec.encode('getOrSet', key, value);
-          const e = this.codec.envelope('getOrSet', key, inner, versions);
-          return this.dispatcher.send(
-            this.cluster.nodeFor(key),
-            'getOrSet',
-            {
-              op: mode,
-              key: wire,
-              flags: e.flags,
-              ttl,
-              value: e.data,
-              cas: mode === 'cas' ? cas : undefined,
-              noreply: false,
-            },
-            isStored,
-          );
-        }),
+        this.intercept(
+          'getOrSet',
+          [key],
+          false,
+          async () => {
+            const wire = this.wire(key, 'getOrSet');
+            const inner = await this.codec.encode('getOrSet', key, value);
+            const e = this.codec.envelope('getOrSet', key, inner, versions);
+            return this.dispatcher.send(
+              this.cluster.nodeFor(key),
+              'getOrSet',
+              {
+                op: mode,
+                key: wire,
+                flags: e.flags,
+                ttl,
+                value: e.data,
+                cas: mode === 'cas' ? cas : undefined,
+                noreply: false,
+              },
+              isStored,
+            );
+          },
+          strict,
+        ),
     };
   }
 
@@ -951,10 +1016,23 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     keys: readonly string[],
     fallback: T,
     run: () => Promise<T>,
+    chain: readonly Interceptor[] = this.interceptors,
   ): Promise<T> {
     if (this.lifecycle.closed) return Promise.reject(this.lifecycle.closedError(command));
     const ctx: CommandContext = { command, keys, attempt: 1, fallback };
-    return runIntercepted(this.interceptors, ctx, run);
+    return runIntercepted(chain, ctx, run);
+  }
+
+  /**
+   * With `ignoreErrors`, whether `error` is one it turns into a miss / `false` for `update`
+   * (reported as `ignoredError`, command `update`); never once the client is closed.
+   */
+  private ignored(error: unknown): boolean {
+    if (!this.options.ignoreErrors || this.lifecycle.closed || !isIgnorableError(error)) {
+      return false;
+    }
+    void this.emit('ignoredError', { command: 'update', error });
+    return true;
   }
 
   private wire(key: string, command: string): string {
@@ -1009,27 +1087,34 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
     value: unknown,
     opts: StorageOptions | undefined,
     cas?: string,
+    chain: readonly Interceptor[] = this.interceptors,
   ): Promise<boolean> {
-    return this.intercept(command, [key], false, () => {
-      // Everything is checked and encoded before anything is sent; synchronous unless the value
-      // is compressed off-thread.
-      const wire = this.wire(key, command);
-      const ttl = this.ttlOf(opts, command, key);
-      const noreply = checkNoreply(opts?.noreply, command);
-      const token = cas === undefined ? undefined : checkCas(cas, command, key);
-      const raw = command === 'append' || command === 'prepend';
-      const encoded = raw
-        ? this.codec.raw(command, key, value)
-        : this.codec.encode(command, key, value);
-      const write = (e: Encoded): Promise<boolean> =>
-        this.dispatcher.send(
-          this.cluster.nodeFor(key),
-          command,
-          { op: command, key: wire, flags: e.flags, ttl, value: e.data, cas: token, noreply },
-          isStored,
-        );
-      return encoded instanceof Promise ? encoded.then(write) : write(encoded);
-    });
+    return this.intercept(
+      command,
+      [key],
+      false,
+      () => {
+        // Everything is checked and encoded before anything is sent; synchronous unless the value
+        // is compressed off-thread.
+        const wire = this.wire(key, command);
+        const ttl = this.ttlOf(opts, command, key);
+        const noreply = checkNoreply(opts?.noreply, command);
+        const token = cas === undefined ? undefined : checkCas(cas, command, key);
+        const raw = command === 'append' || command === 'prepend';
+        const encoded = raw
+          ? this.codec.raw(command, key, value)
+          : this.codec.encode(command, key, value);
+        const write = (e: Encoded): Promise<boolean> =>
+          this.dispatcher.send(
+            this.cluster.nodeFor(key),
+            command,
+            { op: command, key: wire, flags: e.flags, ttl, value: e.data, cas: token, noreply },
+            isStored,
+          );
+        return encoded instanceof Promise ? encoded.then(write) : write(encoded);
+      },
+      chain,
+    );
   }
 
   private arith(

@@ -126,12 +126,31 @@ describe('bench: end to end with tiny counts', () => {
       const expected =
         w.group === 'linearity'
           ? ['ours', 'raw']
-          : w.id === 'setText-4KB-c64' ||
-              w.id === 'setCompressed-lz4-4KB-c64' ||
-              w.id.startsWith('getOrSet')
-            ? ['ours', 'ours-binary', 'raw'] // no peer has lz4 or getOrSet; the text baseline is ours only
+          : w.id === 'setCompression-4KB-c64' || w.id.startsWith('getOrSet')
+            ? ['ours', 'ours-binary', 'raw'] // no peer has lz4 or getOrSet
             : ['ours', 'ours-binary', 'memcache-client', 'raw'];
-      expect(w.results.map((r) => r.client)).toEqual(expected);
+      if (w.id === 'setCompression-4KB-c64') {
+        // Every client once per variant, interleaved in the same workload.
+        expect(w.results.map((r) => `${r.client} ${r.variant}`)).toEqual(
+          expected.flatMap((c) => [`${c} none`, `${c} lz4`, `${c} zlib`]),
+        );
+        expect(w.variants?.map((v) => v.client)).toEqual(expected);
+        for (const v of w.variants!) {
+          const none = w.results.find((r) => r.client === v.client && r.variant === 'none')!;
+          const lz4 = w.results.find((r) => r.client === v.client && r.variant === 'lz4')!;
+          const perRound = lz4.rounds
+            .map((r) => r.opsPerSec / none.rounds.find((b) => b.round === r.round)!.opsPerSec)
+            .sort((a, b) => a - b);
+          expect(v.roundRatios.lz4).toEqual(perRound);
+          expect(v.overNone.lz4).toBe(perRound[0]); // median of 2 rounds: the lower one
+          expect(v.overNone.zlib).toBeGreaterThan(0);
+          expect(v.opsPerSec.none).toBe(none.opsPerSec);
+          if (v.client !== 'raw') expect(v.cpuUsPerOp.lz4).toBeGreaterThan(0);
+        }
+      } else {
+        expect(w.results.map((r) => r.client)).toEqual(expected);
+        expect(w.variants).toBeUndefined();
+      }
       for (const r of w.results) {
         expect({ workload: w.id, client: r.client, error: r.error }).toEqual({
           workload: w.id,
@@ -186,12 +205,15 @@ describe('bench: end to end with tiny counts', () => {
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
     expect(svg).toContain('get 100 B, c64');
     expect(svg).toContain('memcache-client');
+    // One bar of ours per main workload, three in the variant workload (none, lz4, zlib).
     expect(svg.match(/<rect [^>]*fill="#e4572e"><title>/g)?.length).toBe(
-      output.results.workloads.filter((w) => w.group === 'main').length,
+      output.results.workloads.filter((w) => w.group === 'main').length + 2,
     );
+    expect(svg).toContain('<title>ours lz4: ');
     const table = formatTable(output.results);
     expect(table).toContain('ours/best');
     expect(table).toContain('heap flat');
+    expect(table).toContain('lz4/none');
     expect(log.some((l) => l.startsWith('memcached '))).toBe(true);
   });
 });

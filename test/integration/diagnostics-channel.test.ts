@@ -435,4 +435,29 @@ describe('memcached:cache', () => {
     expect(await broken.getOrSet('page', () => 'fallback')).toBe('fallback');
     expect(cache.messages).toEqual([{ key: 'page', outcome: 'error' }]);
   });
+
+  test.each(['text', 'meta'] as const)(
+    'with ignoreErrors (%s) a failed read is still an error, not a miss, and reported as getOrSet',
+    async (protocol) => {
+      const cache = record<MemcachedCacheEvent>('memcached:cache');
+      stops.push(cache.stop);
+      const gone = await startMemcached();
+      await gone.stop();
+      const mc = new MemcachedClient({
+        servers: gone.address,
+        protocol,
+        ignoreErrors: true,
+        failover: false,
+        connectTimeout: 200,
+        timeout: 200,
+      });
+      clients.push(mc);
+      const ignored: string[] = [];
+      mc.on('ignoredError', ({ command }) => ignored.push(command));
+      expect(await mc.getOrSet('page', () => 'fallback')).toBe('fallback');
+      expect(cache.messages).toEqual([{ key: 'page', outcome: 'error' }]);
+      // The read and the write failed: both reported by getOrSet, as without ignoreErrors.
+      expect(ignored).toEqual(['getOrSet', 'getOrSet']);
+    },
+  );
 });

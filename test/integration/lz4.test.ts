@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compressSync } from 'lz4-napi';
@@ -19,6 +19,7 @@ import {
   MemcachedSerdeError,
   type MemcachedOptions,
 } from '../../lib/index.js';
+import { LZ4_PACKAGES, lz4Package, useLz4Package } from '../../lib/serde/lz4.js';
 import { buildForChildren, report, runChild, type ChildBuild } from '../harness/child.js';
 import {
   rawRequest,
@@ -79,7 +80,7 @@ describe.each(PROTOCOLS)('lz4 on %s', (protocol) => {
     }
   });
 
-  test('a large value (compressed off the event loop) round-trips', async () => {
+  test('a large value (with lz4-napi: compressed off the event loop) round-trips', async () => {
     const mc = client({ protocol, compression: { threshold: 1, algorithm: 'lz4' } });
     const big = 'lorem ipsum dolor sit amet '.repeat(20_000); // 540 KB, compresses well
     await mc.set('lz4:big', big);
@@ -162,41 +163,55 @@ else:
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
-  withPython('Python lz4.block.decompress reads what this client stored', async () => {
-    const mc = client({ protocol: 'binary', compression: { threshold: 1, algorithm: 'lz4' } });
-    await mc.set('py:read', doc);
-    const stored = await rawBytes('py:read');
-    expect(stored.flags).toBe(FLAG_JSON | FLAG_LZ4);
-    await writeFile(join(dir, 'in.lz4'), stored.data);
-    const out = execFileSync(
-      python!,
-      [join(dir, 'lz4tool.py'), 'decompress', join(dir, 'in.lz4')],
-      {
-        encoding: 'utf8',
-      },
-    );
-    expect(JSON.parse(out)).toEqual(doc);
+  const initial = lz4Package();
+  afterAll(() => {
+    if (initial !== undefined) useLz4Package(initial);
   });
 
-  withPython('this client reads what Python lz4.block.compress made', async () => {
-    const json = JSON.stringify(doc);
-    await writeFile(join(dir, 'py.bin'), json);
-    execFileSync(python!, [join(dir, 'lz4tool.py'), 'compress', join(dir, 'py.bin')]);
-    const { readFile } = await import('node:fs/promises');
-    const packed = await readFile(join(dir, 'py.bin'));
-    const reply = await rawRequest(
-      server,
-      Buffer.concat([
-        Buffer.from(`set py:wrote ${FLAG_JSON | FLAG_LZ4} 0 ${packed.length}\r\n`),
-        packed,
-        Buffer.from('\r\n'),
-      ]),
-    );
-    expect(reply).toBe('STORED\r\n');
-    for (const protocol of PROTOCOLS) {
-      expect(await client({ protocol }).get('py:wrote')).toEqual(doc);
-    }
-  });
+  withPython.each(LZ4_PACKAGES)(
+    'Python lz4.block.decompress reads what this client stored with %s',
+    async (name) => {
+      useLz4Package(name);
+      const mc = client({ protocol: 'binary', compression: { threshold: 1, algorithm: 'lz4' } });
+      await mc.set(`py:read:${name}`, doc);
+      const stored = await rawBytes(`py:read:${name}`);
+      expect(stored.flags).toBe(FLAG_JSON | FLAG_LZ4);
+      await writeFile(join(dir, 'in.lz4'), stored.data);
+      const out = execFileSync(
+        python!,
+        [join(dir, 'lz4tool.py'), 'decompress', join(dir, 'in.lz4')],
+        {
+          encoding: 'utf8',
+        },
+      );
+      expect(JSON.parse(out)).toEqual(doc);
+    },
+  );
+
+  withPython.each(LZ4_PACKAGES)(
+    'this client reads with %s what Python lz4.block.compress made',
+    async (name) => {
+      useLz4Package(name);
+      const json = JSON.stringify(doc);
+      await writeFile(join(dir, 'py.bin'), json);
+      execFileSync(python!, [join(dir, 'lz4tool.py'), 'compress', join(dir, 'py.bin')]);
+      const { readFile } = await import('node:fs/promises');
+      const packed = await readFile(join(dir, 'py.bin'));
+      const reply = await rawRequest(
+        server,
+        Buffer.concat([
+          Buffer.from(`set py:wrote ${FLAG_JSON | FLAG_LZ4} 0 ${packed.length}\r\n`),
+          packed,
+          Buffer.from('\r\n'),
+        ]),
+      );
+      expect(reply).toBe('STORED\r\n');
+      for (const protocol of PROTOCOLS) {
+        expect(await client({ protocol }).get('py:wrote')).toEqual(doc);
+      }
+      expect(lz4Package()).toBe(name);
+    },
+  );
 });
 
 /** The flags and exact bytes stored under `key` (read with a binary-safe text request). */
@@ -273,5 +288,49 @@ console.log('REPORT ' + JSON.stringify(out));
     expect(out.plain).toBe('ok');
     expect(out.packed.name).toBe('MemcachedSerdeError');
     expect(out.packed.message).toMatch(/lz4-napi/);
+  });
+});
+
+describe('with lz4-napi installed and not lz4', () => {
+  let build: ChildBuild;
+  let dir: string;
+  beforeAll(async () => {
+    build = await buildForChildren('lz4-napi-only');
+    // A working directory whose node_modules has lz4-napi (and its binary) but not lz4.
+    dir = await mkdtemp(join(tmpdir(), 'lz4-napi-only-'));
+    const modules = join(process.cwd(), 'node_modules');
+    await mkdir(join(dir, 'node_modules', '@antoniomuso'), { recursive: true });
+    await symlink(join(modules, 'lz4-napi'), join(dir, 'node_modules', 'lz4-napi'));
+    await symlink(
+      join(modules, '@antoniomuso', `lz4-napi-${process.platform}-${process.arch}-gnu`),
+      join(dir, 'node_modules', '@antoniomuso', `lz4-napi-${process.platform}-${process.arch}-gnu`),
+    );
+  });
+  afterAll(async () => {
+    await build.remove();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the client falls back to lz4-napi: values it stores are read here (with lz4) and back', async () => {
+    await client({ compression: { threshold: 1, algorithm: 'lz4' } }).set('fallback:here', doc);
+    const script = join(dir, 'child.mjs');
+    await writeFile(
+      script,
+      `
+const [entry, server] = process.argv.slice(2);
+const { MemcachedClient } = await import(entry);
+const { lz4Package } = await import(new URL('../serde/lz4.js', entry).href);
+const mc = new MemcachedClient({ servers: server, compression: { threshold: 1, algorithm: 'lz4' } });
+await mc.set('fallback:there', 'from the child, '.repeat(50));
+const out = { package: lz4Package(), read: await mc.get('fallback:here') };
+await mc.close();
+console.log('REPORT ' + JSON.stringify(out));
+`,
+    );
+    const result = await runChild(script, [build.entry, server.address], dir);
+    const out = report<{ package: string; read: unknown }>(result);
+    expect(out).toEqual({ package: 'lz4-napi', read: doc });
+    expect((await rawBytes('fallback:there')).flags).toBe(FLAG_TEXT | FLAG_LZ4);
+    expect(await client().get('fallback:there')).toBe('from the child, '.repeat(50));
   });
 });

@@ -5,6 +5,7 @@
  * runs are counted locally (one client) or by memcached (an incr counter, several clients).
  */
 import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
+import * as dc from 'node:diagnostics_channel';
 import { Connection } from '../../lib/connection/connection.js';
 import {
   MemcachedClient,
@@ -344,6 +345,55 @@ describe.each(PROTOCOLS)('protocol %s', (protocol) => {
     expect(c.runs()).toBe(2);
     expect(byId.size).toBe(3);
   });
+});
+
+describe('a version key on a server that does not answer', () => {
+  test.each(PROTOCOLS)(
+    '%s, with ignoreErrors: the tagged call computes every time (reported, outcome error), never a hit',
+    async (protocol) => {
+      const dead = '127.0.0.1:1';
+      const mc = client({
+        protocol,
+        servers: [server.address, dead],
+        ignoreErrors: true,
+        connectTimeout: 200,
+        timeout: 500,
+      });
+      const spread = (): { key: string; tag: string } => {
+        for (let i = 0; i < 500; i++) {
+          const key = fresh('k');
+          const tag = fresh('t');
+          if (mc.serverFor(key) === server.serverId && mc.serverFor(`__tag:${tag}`) === dead) {
+            return { key, tag };
+          }
+        }
+        throw new Error('no placement found');
+      };
+      const { key, tag } = spread();
+      const ignored: string[] = [];
+      mc.on('ignoredError', ({ command }) => void ignored.push(command));
+      const outcomes: string[] = [];
+      const onCache = (m: unknown): void => {
+        const event = m as { key: string; outcome: string };
+        if (event.key === key) outcomes.push(event.outcome);
+      };
+      dc.subscribe('memcached:cache', onCache);
+      const c = counter((n) => n);
+      try {
+        expect(await mc.getOrSet(key, c.factory, { tags: [tag] })).toBe(1);
+        expect(await mc.getOrSet(key, c.factory, { tags: [tag] })).toBe(2);
+      } finally {
+        dc.unsubscribe('memcached:cache', onCache);
+      }
+      expect(outcomes).toEqual(['error', 'error']);
+      expect(ignored.length).toBeGreaterThan(0);
+      expect(new Set(ignored)).toEqual(new Set(['getOrSet']));
+      // Nothing was stored under a version nobody can check.
+      expect(await mc.get(key)).toBeUndefined();
+      await expect(mc.invalidateTags([tag])).resolves.toBeUndefined(); // ignored, reported
+      expect(ignored.filter((c) => c === 'invalidateTags').length).toBe(1);
+    },
+  );
 });
 
 describe('meta protocol: tags with lease and staleWhileRevalidate', () => {

@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import {
   MemcachedClient,
   MemcachedConflictError,
+  MemcachedConnectionError,
   MemcachedError,
   MemcachedKeyError,
+  MemcachedServerError,
   MemcachedValueError,
 } from '../../lib/index.js';
 import { buildForChildren, report, runChild, type ChildBuild } from '../harness/child.js';
@@ -148,5 +150,117 @@ describe.each(PROTOCOLS)('update on %s', (protocol) => {
     const after = await serverStats(server);
     expect(Number(after.cmd_get)).toBe(Number(before.cmd_get));
     expect(Number(after.cmd_set)).toBe(Number(before.cmd_set));
+  });
+});
+
+/** The address of a memcached that was started and stopped: nothing listens there. */
+let gone: Promise<string> | undefined;
+function goneAddress(): Promise<string> {
+  gone ??= startMemcached().then(async (m) => {
+    await m.stop();
+    return m.address;
+  });
+  return gone;
+}
+
+describe.each(PROTOCOLS)('update with ignoreErrors on %s', (protocol) => {
+  // A value over the server's item size limit (-I 1m) but within the client's maxValueSize: the
+  // server itself refuses the write (SERVER_ERROR object too large / status 0x03).
+  const tooLarge = 'x'.repeat(1536 * 1024);
+  let mc: MemcachedClient;
+  let ignored: Array<{ command: string; error: MemcachedError }>;
+
+  beforeAll(() => {
+    mc = new MemcachedClient({
+      servers: server.address,
+      protocol,
+      ignoreErrors: true,
+      maxValueSize: 4 * 1024 * 1024,
+    });
+    mc.on('ignoredError', (e) => ignored.push(e));
+  });
+  afterAll(() => mc.close());
+  beforeEach(async () => {
+    ignored = [];
+    await mc.flushAll();
+  });
+
+  test.each(['cas', 'add'] as const)(
+    'a server error on the write (%s) is no conflict: one attempt, resolves to fn’s value (not stored), emitted as ignoredError',
+    async (write) => {
+      const key = `big:${write}`;
+      if (write === 'cas') await mc.set(key, 'small');
+      const before = await serverStats(server);
+      let calls = 0;
+      const result = await mc.update(
+        key,
+        () => {
+          calls++;
+          return tooLarge;
+        },
+        { attempts: 3, ttl: 60 },
+      );
+      const after = await serverStats(server);
+      expect(result).toBe(tooLarge);
+      expect(calls).toBe(1);
+      // One read: no retry after an error that was not a conflict.
+      expect(Number(after.cmd_get) - Number(before.cmd_get)).toBe(1);
+      expect(ignored.map((e) => e.command)).toEqual(['update']);
+      expect(ignored[0]!.error).toBeInstanceOf(MemcachedServerError);
+      expect(ignored[0]!.error).not.toBeInstanceOf(MemcachedConflictError);
+      // Never stored. (On meta and binary memcached also drops the old item when it cannot
+      // allocate the new one; the text protocol's cas leaves it.)
+      expect(await mc.get(key)).not.toBe(tooLarge);
+    },
+  );
+
+  test('without ignoreErrors the same write rejects with the server error itself, after one attempt', async () => {
+    const strict = new MemcachedClient({
+      servers: server.address,
+      protocol,
+      maxValueSize: 4 * 1024 * 1024,
+    });
+    try {
+      await strict.set('big:strict', 'small');
+      const before = await serverStats(server);
+      const error = await strict
+        .update('big:strict', () => tooLarge, { attempts: 3 })
+        .catch((e: unknown) => e);
+      const after = await serverStats(server);
+      expect(error).toBeInstanceOf(MemcachedServerError);
+      expect(Number(after.cmd_get) - Number(before.cmd_get)).toBe(1);
+      expect(await strict.get('big:strict')).not.toBe(tooLarge);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  test('a server that is down: fn runs once on a miss, its value is returned, the error emitted (no MemcachedConflictError)', async () => {
+    const down = new MemcachedClient({
+      servers: await goneAddress(),
+      protocol,
+      ignoreErrors: true,
+      connectTimeout: 200,
+      timeout: 200,
+    });
+    const seen: Array<{ command: string; error: MemcachedError }> = [];
+    down.on('ignoredError', (e) => seen.push(e));
+    try {
+      const currents: unknown[] = [];
+      const result = await down.update(
+        'counter',
+        (n: number | undefined) => {
+          currents.push(n);
+          return (n ?? 0) + 1;
+        },
+        { attempts: 3, ttl: 60 },
+      );
+      expect(result).toBe(1);
+      expect(currents).toEqual([undefined]);
+      expect(seen.map((e) => e.command)).toEqual(['update']);
+      expect(seen[0]!.error).toBeInstanceOf(MemcachedConnectionError);
+    } finally {
+      await down.close();
+    }
   });
 });
