@@ -159,6 +159,9 @@ export function isUncacheable(value: unknown): boolean {
  *   old value. Computed values are stored with the placeholder's cas (`ms … C<cas>`), or in add
  *   mode after a plain miss, so a write, delete or invalidation made meanwhile wins. A factory
  *   that throws, or a result that is not stored, gives the token back at once.
+ * - Tags (every protocol): the key and its tags' version keys are read together, and a value
+ *   is a hit only while its envelope carries the current versions (see taggedFlow; with a
+ *   lease or stale-while-revalidate, the meta flow above with the same check).
  */
 export class CacheAside {
   private readonly flights = new Map<string, Flight>();
