@@ -9,6 +9,7 @@ import * as dc from 'node:diagnostics_channel';
 import { Connection } from '../../lib/connection/connection.js';
 import {
   MemcachedClient,
+  MemcachedConnectionError,
   MemcachedKeyError,
   MemcachedOptionsError,
   MemcachedService,
@@ -394,6 +395,14 @@ describe('a version key on a server that does not answer', () => {
       expect(ignored.filter((c) => c === 'invalidateTags').length).toBe(1);
     },
   );
+
+  test("without ignoreErrors, invalidateTags rejects when a version key's server does not answer", async () => {
+    const dead = '127.0.0.1:1';
+    const mc = client({ servers: [server.address, dead], connectTimeout: 200, timeout: 500 });
+    let tag = fresh('t');
+    while (mc.serverFor(`__tag:${tag}`) !== dead) tag = fresh('t');
+    await expect(mc.invalidateTags([tag])).rejects.toThrow(MemcachedConnectionError);
+  });
 });
 
 describe('meta protocol: tags with lease and staleWhileRevalidate', () => {
