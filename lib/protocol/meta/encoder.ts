@@ -233,6 +233,15 @@ function encodeQuietGetSlow(keys: readonly string[], extra: string): Buffer {
   return Buffer.from(out + 'mn\r\n', 'utf8');
 }
 
+/** Whether every character of `key` is printable ASCII (`!`..`~`): it goes on the line as is. */
+function isPrintableAscii(key: string): boolean {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
 /** Digits of the non-negative integer `n`. */
 function decimalLength(n: number): number {
   let d = 1;
@@ -271,13 +280,15 @@ export function encodeMetaSet(
   cas: string | undefined,
   noreply: boolean,
 ): Buffer[] {
-  let header = `ms ${metaKey(key)} ${value.length} F${flags} T${ttl}${MODE[op]}`;
+  // A printable-ASCII key (the usual one) makes the whole line one byte per character.
+  const ascii = isPrintableAscii(key);
+  let header = `ms ${ascii ? key : metaKey(key)} ${value.length} F${flags} T${ttl}${MODE[op]}`;
   if (cas !== undefined) header += ` C${cas}`;
   header += noreply ? ' q\r\n' : '\r\n';
   if (value.length > INLINE_VALUE_MAX) return [Buffer.from(header, 'utf8'), value, CRLF];
-  const headerLength = Buffer.byteLength(header, 'utf8');
+  const headerLength = ascii ? header.length : Buffer.byteLength(header, 'utf8');
   const out = Buffer.allocUnsafe(headerLength + value.length + 2);
-  out.write(header, 0, 'utf8');
+  out.write(header, 0, ascii ? 'latin1' : 'utf8');
   value.copy(out, headerLength);
   out[out.length - 2] = 13;
   out[out.length - 1] = 10;

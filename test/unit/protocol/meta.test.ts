@@ -286,6 +286,44 @@ describe('encodeMetaRequest', () => {
     );
   });
 
+  test('property: a write is the bytes of its plain string form, for any keys, values and flags', () => {
+    const printable = fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c));
+    const other = fc.constantFrom(' ', '\t', '\x7f', 'é', '日', '🙂');
+    const key = fc.oneof(
+      fc.string({ unit: printable, minLength: 1, maxLength: 40 }),
+      fc.string({
+        unit: fc.oneof({ weight: 4, arbitrary: printable }, { weight: 1, arbitrary: other }),
+        minLength: 1,
+        maxLength: 40,
+      }),
+    );
+    const mode = { set: '', add: ' ME', replace: ' MR', append: ' MA', prepend: ' MP', cas: '' };
+    fc.assert(
+      fc.property(
+        fc.constantFrom('set', 'add', 'replace', 'append', 'prepend', 'cas'),
+        key,
+        fc.nat({ max: 0xffffffff }),
+        fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+        fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String),
+        fc.boolean(),
+        (op, k, flags, ttl, value, cas, noreply) => {
+          const spec: CommandSpec =
+            op === 'cas'
+              ? { op, key: k, flags, ttl, value, cas, noreply }
+              : { op, key: k, flags, ttl, value, noreply };
+          const out = encodeMetaRequest(spec);
+          const sent = Array.isArray(out) ? Buffer.concat(out) : out;
+          const line = `ms ${metaKey(k)} ${value.length} F${flags} T${ttl}${mode[op]}${op === 'cas' ? ` C${cas}` : ''}${noreply ? ' q' : ''}\r\n`;
+          expect(sent).toEqual(
+            Buffer.concat([Buffer.from(line, 'utf8'), value, Buffer.from('\r\n')]),
+          );
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
   test('property: every command line stays within memcached limits (< 20 tokens, no flag twice, opaque ≤ 32 bytes, key ≤ 250 bytes); data blocks are length-exact', () => {
     fc.assert(
       fc.property(specArb, (spec) => {
