@@ -51,8 +51,9 @@ export function isPlaceholder(f: MetaFlags, size: number): boolean {
 /**
  * Pairs the pieces of a meta reply stream with the requests of a connection, in order. Every
  * piece must fit the request at the head of the queue — its kind, and for reads the exact key
- * asked (`k`) and, in a quiet multi-key read, the position (`O<index>`, strictly increasing) — so
- * a reply never reaches the wrong caller. Anything else throws MemcachedProtocolError.
+ * asked (`k`, single-key reads) or, in a quiet multi-key read, the position (`O<index>`, in range
+ * and strictly increasing, with `MN` closing the read; a `k` sent there anyway is checked too) —
+ * so a reply never reaches the wrong caller. Anything else throws MemcachedProtocolError.
  *
  * Quiet mode (`q`) is not noreply: it hides only the nominal reply, so a failure code (`NS`, `EX`,
  * `NF`) or an error line can still come for a noreply write. While the head is a fence, such a
