@@ -58,7 +58,11 @@ export function metaKey(key: string): string {
   return `${encoded} b`;
 }
 
-/** Flags of a value read: value, client flags, cas, key (checked against the request). */
+/**
+ * Flags of a single-key value read: value, client flags, cas (a plain read may be handed the
+ * refresh token of a stale item, which it gives back with `md <key> I C<cas>`), and the key,
+ * checked against the request.
+ */
 const READ = 'v f c k';
 const MN = Buffer.from('mn\r\n');
 const CRLF = Buffer.from('\r\n');
@@ -137,18 +141,130 @@ export function encodeMetaRequest(spec: CommandSpec): Buffer | Buffer[] {
 }
 
 /**
- * One key: `mg <key> v f c k[ T<ttl>]`. Several: the same line per key with `O<index> q`, then
- * `mn`: hits come back with their index, misses say nothing, and `MN` closes the reply.
+ * One key: `mg <key> v f c k[ T<ttl>]`. Several: `mg <key> v f c[ T<ttl>] O<index> q` per key,
+ * then `mn`: hits come back with their position (no `k`: the opaque names the key), misses say
+ * nothing, and `MN` closes the reply. `extra` is the touch flag (` T<ttl>`) or empty.
  */
 export function encodeMetaGet(keys: readonly string[], extra: string): Buffer {
   if (!isQuietRetrieval(keys)) {
-    return Buffer.from(`mg ${metaKey(keys[0]!)} ${READ}${extra}\r\n`, 'utf8');
+    const key = keys[0]!;
+    const tail = extra === '' ? SINGLE_TAIL : Buffer.from(` ${READ}${extra}\r\n`, 'latin1');
+    return (
+      encodeKeyLine(key, tail) ?? Buffer.from(`mg ${metaKey(key)} ${READ}${extra}\r\n`, 'utf8')
+    );
   }
+  return encodeQuietGet(keys, extra) ?? encodeQuietGetSlow(keys, extra);
+}
+
+const M = 109; // m
+const G = 103; // g
+const SP = 32;
+const Q = 113; // q
+const CR = 13;
+const LF = 10;
+const QUIET_MID = Buffer.from(' v f c O', 'latin1');
+const SINGLE_TAIL = Buffer.from(` ${READ}\r\n`, 'latin1');
+
+/**
+ * The quiet multi-key read written straight into one buffer, for keys of printable ASCII only
+ * (`!`..`~`, one byte per character): undefined as soon as a key holds anything else (it then
+ * goes through {@link encodeQuietGetSlow}, which sends such a key in base64 or as UTF-8).
+ */
+function encodeQuietGet(keys: readonly string[], extra: string): Buffer | undefined {
+  const n = keys.length;
+  // ` v f c[ T<ttl>] O`: the same for every key.
+  const mid = extra === '' ? QUIET_MID : Buffer.from(` v f c${extra} O`, 'latin1');
+  const midLength = mid.length;
+  let total = 4; // mn\r\n
+  for (let i = 0; i < n; i++) {
+    // `mg ` key mid index ` q\r\n`
+    total += 3 + keys[i]!.length + midLength + decimalLength(i) + 4;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    const key = keys[i]!;
+    out[o] = M;
+    out[o + 1] = G;
+    out[o + 2] = SP;
+    o += 3;
+    for (let j = 0; j < key.length; j++) {
+      const c = key.charCodeAt(j);
+      if (c <= 0x20 || c >= 0x7f) return undefined;
+      out[o++] = c;
+    }
+    for (let j = 0; j < midLength; j++) out[o++] = mid[j]!;
+    o = writeDecimal(out, o, i);
+    out[o] = SP;
+    out[o + 1] = Q;
+    out[o + 2] = CR;
+    out[o + 3] = LF;
+    o += 4;
+  }
+  out[o] = M;
+  out[o + 1] = 110; // n
+  out[o + 2] = CR;
+  out[o + 3] = LF;
+  return out;
+}
+
+/** `mg <key><tail>` in one buffer for a printable-ASCII key, else undefined. */
+function encodeKeyLine(key: string, tail: Buffer): Buffer | undefined {
+  const n = key.length;
+  const out = Buffer.allocUnsafe(3 + n + tail.length);
+  out[0] = M;
+  out[1] = G;
+  out[2] = SP;
+  for (let j = 0; j < n; j++) {
+    const c = key.charCodeAt(j);
+    if (c <= 0x20 || c >= 0x7f) return undefined;
+    out[3 + j] = c;
+  }
+  for (let j = 0, o = 3 + n; j < tail.length; j++) out[o + j] = tail[j]!;
+  return out;
+}
+
+/** {@link encodeQuietGet} for any keys: base64 where a key cannot go on the line as it is. */
+function encodeQuietGetSlow(keys: readonly string[], extra: string): Buffer {
   let out = '';
   for (let i = 0; i < keys.length; i++) {
-    out += `mg ${metaKey(keys[i]!)} ${READ}${extra} O${i} q\r\n`;
+    out += `mg ${metaKey(keys[i]!)} v f c${extra} O${i} q\r\n`;
   }
   return Buffer.from(out + 'mn\r\n', 'utf8');
+}
+
+/** Whether every character of `key` is printable ASCII (`!`..`~`): it goes on the line as is. */
+function isPrintableAscii(key: string): boolean {
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+/** Digits of the non-negative integer `n`. */
+function decimalLength(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Writes the digits of the non-negative integer `n` at `o`; returns the offset after them. */
+function writeDecimal(out: Buffer, o: number, n: number): number {
+  if (n < 10) {
+    out[o] = 48 + n;
+    return o + 1;
+  }
+  const end = o + decimalLength(n);
+  let p = end;
+  while (n > 0) {
+    out[--p] = 48 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return end;
 }
 
 /**
@@ -164,13 +280,15 @@ export function encodeMetaSet(
   cas: string | undefined,
   noreply: boolean,
 ): Buffer[] {
-  let header = `ms ${metaKey(key)} ${value.length} F${flags} T${ttl}${MODE[op]}`;
+  // A printable-ASCII key (the usual one) makes the whole line one byte per character.
+  const ascii = isPrintableAscii(key);
+  let header = `ms ${ascii ? key : metaKey(key)} ${value.length} F${flags} T${ttl}${MODE[op]}`;
   if (cas !== undefined) header += ` C${cas}`;
   header += noreply ? ' q\r\n' : '\r\n';
   if (value.length > INLINE_VALUE_MAX) return [Buffer.from(header, 'utf8'), value, CRLF];
-  const headerLength = Buffer.byteLength(header, 'utf8');
+  const headerLength = ascii ? header.length : Buffer.byteLength(header, 'utf8');
   const out = Buffer.allocUnsafe(headerLength + value.length + 2);
-  out.write(header, 0, 'utf8');
+  out.write(header, 0, ascii ? 'latin1' : 'utf8');
   value.copy(out, headerLength);
   out[out.length - 2] = 13;
   out[out.length - 1] = 10;

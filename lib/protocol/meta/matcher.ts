@@ -5,7 +5,7 @@ import { MAX_STAT_LINES } from '../text/matcher.js';
 import { errorFromLine, interpretLine, unexpectedReply } from '../text/replies.js';
 import { isQuietRetrieval } from './encoder.js';
 import { BASE_FEATURES, type MetaFeatures } from './features.js';
-import type { MetaFlags, MetaReplySink, MetaStatus } from './parser.js';
+import { echoesKey, type MetaFlags, type MetaReplySink, type MetaStatus } from './parser.js';
 
 /** What a meta session tells the client about. */
 export interface MetaSessionHooks {
@@ -51,8 +51,9 @@ export function isPlaceholder(f: MetaFlags, size: number): boolean {
 /**
  * Pairs the pieces of a meta reply stream with the requests of a connection, in order. Every
  * piece must fit the request at the head of the queue — its kind, and for reads the exact key
- * asked (`k`) and, in a quiet multi-key read, the position (`O<index>`, strictly increasing) — so
- * a reply never reaches the wrong caller. Anything else throws MemcachedProtocolError.
+ * asked (`k`, single-key reads) or, in a quiet multi-key read, the position (`O<index>`, in range
+ * and strictly increasing, with `MN` closing the read; a `k` sent there anyway is checked too) —
+ * so a reply never reaches the wrong caller. Anything else throws MemcachedProtocolError.
  *
  * Quiet mode (`q`) is not noreply: it hides only the nominal reply, so a failure code (`NS`, `EX`,
  * `NF`) or an error line can still come for a noreply write. While the head is a fence, such a
@@ -243,11 +244,17 @@ export class MetaReplyMatcher implements MetaReplySink {
     const quiet = isQuietRetrieval(r.keys);
     const index = quiet ? this.position(r, f, 'VA') : 0;
     const key = r.keys[index]!;
-    this.checkKey(r, key, f, 'VA', true);
-    const cas = this.required(r, f.cas, 'c', 'VA');
+    // A single-key read asks for `k`; a quiet one is matched by its opaque (a `k` sent anyway is
+    // still checked).
+    this.checkKey(r, key, f, 'VA', !quiet);
+    // The cas string is made only where it is used: gets/gats, and a token to give back.
+    const withCas = r.op === 'gets' || r.op === 'gats';
+    const cas = withCas ? this.required(r, f.cas, 'c', 'VA') : undefined;
     const size = tooLarge === 0 ? data.length : tooLarge;
     if (isPlaceholder(f, size)) {
-      if (f.stale && f.win) this.hooks.onUnusedToken?.(this.host.server, key, cas);
+      if (f.stale && f.win) {
+        this.hooks.onUnusedToken?.(this.host.server, key, this.required(r, f.cas, 'c', 'VA'));
+      }
     } else {
       const item: RetrievedItem = { key, flags: f.flags ?? 0, data, cas, index, tooLarge };
       if (r.items === undefined) r.items = [item];
@@ -284,13 +291,9 @@ export class MetaReplyMatcher implements MetaReplySink {
     code: string,
     required: boolean,
   ): void {
+    if (echoesKey(f, key)) return;
     const echoed = f.key;
-    if (echoed === undefined) {
-      if (!required) return;
-    } else {
-      const actual = f.base64 ? Buffer.from(echoed, 'base64').toString('utf8') : echoed;
-      if (actual === key) return;
-    }
+    if (echoed === undefined && !required) return;
     throw new MemcachedProtocolError(
       `memcached ${this.host.server} sent ${code} for key ${echoed === undefined ? '(none)' : JSON.stringify(echoed)} in reply to ${r.command} of ${JSON.stringify(key)}; the connection was reset`,
       { server: this.host.server, command: r.command },

@@ -9,12 +9,12 @@ import { LineFramedParser, printable, type ParserLimits } from '../line-framed-p
 export interface MetaFlags {
   /** `f`: client flags. */
   flags: number | undefined;
-  /** `c`: cas, as decimal text. */
-  cas: string | undefined;
+  /** `c`: cas, as decimal text (made only when read: a plain read does not need it). */
+  readonly cas: string | undefined;
   /** `t`: seconds of TTL left, -1 = never expires. */
   ttl: number | undefined;
   /** `k`: the key as the server printed it (base64 when `base64`). */
-  key: string | undefined;
+  readonly key: string | undefined;
   /** `b`: the key is base64-encoded. */
   base64: boolean;
   /**
@@ -67,19 +67,86 @@ const STATUS: ReadonlyMap<number, MetaStatus> = new Map(
 
 /** Longest number a flag holds: 20 digits (a 64-bit cas), plus a sign for `t`. */
 const MAX_DIGITS = 20;
+/** Keys echoed by `k` up to this many bytes are copied, not decoded (memcached's limit is 250). */
+const KEY_SCRATCH = 256;
 
-function emptyFlags(): MetaFlags {
-  return {
-    flags: undefined,
-    cas: undefined,
-    ttl: undefined,
-    key: undefined,
-    base64: false,
-    opaque: undefined,
-    win: false,
-    stale: false,
-    contended: false,
-  };
+/**
+ * The flags of the reply line being handled, reused from line to line. The cas digits are copied
+ * out of the line as they are checked; the string is made only when someone reads `cas`.
+ */
+class ReplyFlags implements MetaFlags {
+  flags: number | undefined = undefined;
+  ttl: number | undefined = undefined;
+  base64 = false;
+  opaque: number | undefined = undefined;
+  win = false;
+  stale = false;
+  contended = false;
+  /** Digits of `c` (at most {@link MAX_DIGITS}), 0 when absent. */
+  casLength = 0;
+  readonly casDigits = Buffer.alloc(MAX_DIGITS);
+  private casText: string | undefined = undefined;
+  /** Bytes of `k` copied from the line (-1: absent; a longer key is kept as `keyText` at once). */
+  keyLength = -1;
+  readonly keyBytes = Buffer.alloc(KEY_SCRATCH);
+  keyText: string | undefined = undefined;
+
+  get cas(): string | undefined {
+    if (this.casLength === 0) return undefined;
+    return (this.casText ??= this.casDigits.toString('latin1', 0, this.casLength));
+  }
+
+  get key(): string | undefined {
+    if (this.keyLength < 0) return undefined;
+    return (this.keyText ??= this.keyBytes.toString('utf8', 0, this.keyLength));
+  }
+
+  /**
+   * Whether `k` names `expected` (base64-decoded when flagged `b`). An ASCII key is compared
+   * byte by byte, without making a string.
+   */
+  keyIs(expected: string): boolean {
+    const n = this.keyLength;
+    if (n < 0) return false;
+    if (!this.base64 && this.keyText === undefined && expected.length === n) {
+      const bytes = this.keyBytes;
+      let j = 0;
+      for (; j < n; j++) {
+        const c = expected.charCodeAt(j);
+        if (c >= 0x80 || bytes[j] !== c) break;
+      }
+      if (j === n) return true;
+      // A non-ASCII character: its UTF-8 form is longer than n bytes, unless the reply is not
+      // UTF-8; compare the decoded strings to be exact.
+      if (expected.charCodeAt(j) < 0x80) return false;
+    }
+    const echoed = this.key!;
+    return (this.base64 ? Buffer.from(echoed, 'base64').toString('utf8') : echoed) === expected;
+  }
+
+  clear(): void {
+    this.flags = undefined;
+    this.ttl = undefined;
+    this.keyLength = -1;
+    this.keyText = undefined;
+    this.base64 = false;
+    this.opaque = undefined;
+    this.win = false;
+    this.stale = false;
+    this.contended = false;
+    this.casLength = 0;
+    this.casText = undefined;
+  }
+}
+
+/**
+ * Whether the `k` flag of `f` names `key` (base64-decoded when flagged `b`); false when absent.
+ */
+export function echoesKey(f: MetaFlags, key: string): boolean {
+  if (f instanceof ReplyFlags) return f.keyIs(key);
+  const echoed = f.key;
+  if (echoed === undefined) return false;
+  return (f.base64 ? Buffer.from(echoed, 'base64').toString('utf8') : echoed) === key;
 }
 
 /**
@@ -92,7 +159,7 @@ function emptyFlags(): MetaFlags {
  */
 export class MetaReplyParser extends LineFramedParser {
   /** The flags of the line being handled (reused). */
-  private readonly flags: MetaFlags = emptyFlags();
+  private readonly flags = new ReplyFlags();
 
   constructor(
     private readonly sink: MetaReplySink,
@@ -174,15 +241,7 @@ export class MetaReplyParser extends LineFramedParser {
    */
   private parseFlags(buf: Buffer, start: number, end: number): void {
     const f = this.flags;
-    f.flags = undefined;
-    f.cas = undefined;
-    f.ttl = undefined;
-    f.key = undefined;
-    f.base64 = false;
-    f.opaque = undefined;
-    f.win = false;
-    f.stale = false;
-    f.contended = false;
+    f.clear();
     let i = start;
     for (;;) {
       while (i < end && buf[i] === SP) i++;
@@ -197,8 +256,7 @@ export class MetaReplyParser extends LineFramedParser {
           f.flags = this.unsigned(buf, argStart, i, 'f', 0xffffffff);
           break;
         case 99: // c
-          this.unsigned(buf, argStart, i, 'c', Number.MAX_VALUE);
-          f.cas = buf.toString('latin1', argStart, i);
+          this.casToken(buf, argStart, i);
           break;
         case 116: // t
           f.ttl =
@@ -208,7 +266,7 @@ export class MetaReplyParser extends LineFramedParser {
           break;
         case 107: // k
           if (single) this.badFlag('k', buf, tokenStart, i);
-          f.key = buf.toString('utf8', argStart, i);
+          this.keyToken(buf, argStart, i);
           break;
         case 79: // O
           f.opaque = smallDecimal(buf, argStart, i);
@@ -229,6 +287,32 @@ export class MetaReplyParser extends LineFramedParser {
           break; // a flag this client does not use
       }
     }
+  }
+
+  /** `k<key>`: copied into the flags (a key too long for the scratch is decoded at once). */
+  private keyToken(buf: Buffer, start: number, end: number): void {
+    const f = this.flags;
+    const length = end - start;
+    f.keyLength = length;
+    if (length > KEY_SCRATCH) {
+      f.keyText = buf.toString('utf8', start, end);
+      return;
+    }
+    const bytes = f.keyBytes;
+    for (let i = 0; i < length; i++) bytes[i] = buf[start + i]!;
+  }
+
+  /** `c<digits>`: 1 to 20 decimal digits, copied into the flags. */
+  private casToken(buf: Buffer, start: number, end: number): void {
+    const length = end - start;
+    if (length === 0 || length > MAX_DIGITS) this.badFlag('c', buf, start - 1, end);
+    const digits = this.flags.casDigits;
+    for (let i = 0; i < length; i++) {
+      const c = buf[start + i]!;
+      if (c < 48 || c > 57) this.badFlag('c', buf, start - 1, end);
+      digits[i] = c;
+    }
+    this.flags.casLength = length;
   }
 
   private unsigned(buf: Buffer, start: number, end: number, flag: string, max: number): number {

@@ -63,8 +63,19 @@ describe('encodeMetaRequest', () => {
     [
       'a multi-key get: quiet, with positions, closed by mn',
       { op: 'get', keys: ['a', 'b', 'a'] },
-      'mg a v f c k O0 q\r\nmg b v f c k O1 q\r\nmg a v f c k O2 q\r\nmn\r\n',
+      'mg a v f c O0 q\r\nmg b v f c O1 q\r\nmg a v f c O2 q\r\nmn\r\n',
     ],
+    [
+      'a multi-key gats: the touch before the position',
+      { op: 'gats', keys: ['a', 'b'], ttl: 7 },
+      'mg a v f c T7 O0 q\r\nmg b v f c T7 O1 q\r\nmn\r\n',
+    ],
+    [
+      'a multi-key get with a key that needs base64 and a UTF-8 key',
+      { op: 'get', keys: ['x', 'a b', 'café'] },
+      'mg x v f c O0 q\r\nmg YSBi b v f c O1 q\r\nmg café v f c O2 q\r\nmn\r\n',
+    ],
+    ['a single key that needs base64', { op: 'get', keys: ['a b'] }, 'mg YSBi b v f c k\r\n'],
     ['gat', { op: 'gat', keys: ['a'], ttl: 30 }, 'mg a v f c k T30\r\n'],
     [
       'set',
@@ -232,6 +243,87 @@ describe('encodeMetaRequest', () => {
     }),
   );
 
+  test('property: reads written straight into a buffer are the bytes of the plain string form, for any keys', () => {
+    // The reference: how the lines read in the protocol description, built as strings.
+    const reference = (op: string, keys: readonly string[], ttl: number | undefined): string => {
+      const key = (k: string): string =>
+        [...k].some((c) => c <= ' ' || c === '\x7f') ? `${Buffer.from(k).toString('base64')} b` : k;
+      const touch = op === 'gat' || op === 'gats' ? ` T${ttl ?? 0}` : '';
+      if (keys.length === 1) return `mg ${key(keys[0]!)} v f c k${touch}\r\n`;
+      return keys.map((k, i) => `mg ${key(k)} v f c${touch} O${i} q\r\n`).join('') + 'mn\r\n';
+    };
+    const printable = fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c));
+    const other = fc.constantFrom(' ', '\t', '\x7f', '\x00', 'é', '日', '🙂', '\u0080');
+    const asciiKey = fc.string({ unit: printable, minLength: 1, maxLength: 40 });
+    const anyKey = fc.string({
+      unit: fc.oneof({ weight: 8, arbitrary: printable }, { weight: 1, arbitrary: other }),
+      minLength: 1,
+      maxLength: 40,
+    });
+    // Printable ASCII keys only (the buffer path), or a few others among them (the string path).
+    const keyLists = fc.oneof(
+      fc.array(asciiKey, { minLength: 1, maxLength: 130, size: 'max' }),
+      fc
+        .tuple(fc.array(asciiKey, { minLength: 1, maxLength: 130, size: 'max' }), anyKey, fc.nat())
+        .map(([keys, k, at]) => {
+          const out = [...keys];
+          out.splice(at % (out.length + 1), 0, k);
+          return out;
+        }),
+    );
+    fc.assert(
+      fc.property(
+        fc.constantFrom('get' as const, 'gets' as const, 'gat' as const, 'gats' as const),
+        keyLists,
+        fc.integer({ min: -1, max: 2 ** 31 - 1 }),
+        (op, keys, ttl) => {
+          const spec: CommandSpec =
+            op === 'gat' || op === 'gats' ? { op, keys, ttl } : { op, keys };
+          expect(wire(spec)).toBe(reference(op, keys, ttl));
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  test('property: a write is the bytes of its plain string form, for any keys, values and flags', () => {
+    const printable = fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c));
+    const other = fc.constantFrom(' ', '\t', '\x7f', 'é', '日', '🙂');
+    const key = fc.oneof(
+      fc.string({ unit: printable, minLength: 1, maxLength: 40 }),
+      fc.string({
+        unit: fc.oneof({ weight: 4, arbitrary: printable }, { weight: 1, arbitrary: other }),
+        minLength: 1,
+        maxLength: 40,
+      }),
+    );
+    const mode = { set: '', add: ' ME', replace: ' MR', append: ' MA', prepend: ' MP', cas: '' };
+    fc.assert(
+      fc.property(
+        fc.constantFrom('set', 'add', 'replace', 'append', 'prepend', 'cas'),
+        key,
+        fc.nat({ max: 0xffffffff }),
+        fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+        fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String),
+        fc.boolean(),
+        (op, k, flags, ttl, value, cas, noreply) => {
+          const spec: CommandSpec =
+            op === 'cas'
+              ? { op, key: k, flags, ttl, value, cas, noreply }
+              : { op, key: k, flags, ttl, value, noreply };
+          const out = encodeMetaRequest(spec);
+          const sent = Array.isArray(out) ? Buffer.concat(out) : out;
+          const line = `ms ${metaKey(k)} ${value.length} F${flags} T${ttl}${mode[op]}${op === 'cas' ? ` C${cas}` : ''}${noreply ? ' q' : ''}\r\n`;
+          expect(sent).toEqual(
+            Buffer.concat([Buffer.from(line, 'utf8'), value, Buffer.from('\r\n')]),
+          );
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
   test('property: every command line stays within memcached limits (< 20 tokens, no flag twice, opaque ≤ 32 bytes, key ≤ 250 bytes); data blocks are length-exact', () => {
     fc.assert(
       fc.property(specArb, (spec) => {
@@ -281,7 +373,19 @@ type Event =
 /** The flags that were set (defaults left out), for readable expectations. */
 function setFlags(f: MetaFlags): Partial<MetaFlags> {
   const out: Partial<MetaFlags> = {};
-  for (const [k, v] of Object.entries(f) as Array<[keyof MetaFlags, unknown]>) {
+  const names: Array<keyof MetaFlags> = [
+    'flags',
+    'cas',
+    'ttl',
+    'key',
+    'base64',
+    'opaque',
+    'win',
+    'stale',
+    'contended',
+  ];
+  for (const k of names) {
+    const v = f[k];
     if (v !== undefined && v !== false) (out as Record<string, unknown>)[k] = v;
   }
   return out;
@@ -411,6 +515,9 @@ describe('MetaReplyParser fixtures, split at every point', () => {
     ['a bad client flags value', 'VA 1 fx\r\nz\r\n'],
     ['client flags over 32 bits', 'VA 1 f4294967296\r\nz\r\n'],
     ['a cas with a letter', 'HD c12a\r\n'],
+    ['a cas with a character just below the digits', 'HD c1/2\r\n'],
+    ['a cas with a character just above the digits', 'HD c1:2\r\n'],
+    ['an empty cas', 'HD c\r\n'],
     ['a cas of 21 digits', 'HD c123456789012345678901\r\n'],
     ['a ttl of -2', 'HD t-2\r\n'],
     ['an empty k', 'HD k\r\n'],
@@ -505,7 +612,14 @@ function setup(features = metaFeatures('1.6.18')) {
   };
 }
 
-const item = (key: string, flags: number, data: string, cas: string, index = 0, tooLarge = 0) => ({
+const item = (
+  key: string,
+  flags: number,
+  data: string,
+  cas: string | undefined,
+  index = 0,
+  tooLarge = 0,
+) => ({
   key,
   flags,
   data: Buffer.from(data),
@@ -521,11 +635,12 @@ describe('MetaReplyMatcher', () => {
     s.feed(
       'VA 2 f16 c3 kk0\r\nhi\r\nEN kk1\r\nVA 0 f0 c4 kk2 Z\r\n\r\nVA 0 f0 c5 kk3\r\n\r\nVA 0 f0 c6 kk4 W\r\n\r\n',
     );
+    // A plain read has no use for the cas: it is not made (as on the text protocol).
     expect(s.out.map((o) => o.reply)).toEqual([
-      [item('k0', 16, 'hi', '3')],
+      [item('k0', 16, 'hi', undefined)],
       [],
       [],
-      [item('k3', 0, '', '5')],
+      [item('k3', 0, '', undefined)],
       [],
     ]);
     expect(s.queue.requests).toEqual([]);
@@ -538,32 +653,88 @@ describe('MetaReplyMatcher', () => {
     s.feed('VA 1 f0 c8 ka X W\r\nx\r\nVA 1 f0 c9 kb X Z\r\ny\r\n');
     expect(s.out.map((o) => o.reply)).toEqual([[], []]);
     expect(s.tokens).toEqual([`${SERVER} a 8`]);
+    // The token can only be given back with its cas: a reply without one is refused.
+    s.push({ op: 'get', keys: ['c'] });
+    expect(() => s.feed('VA 1 f0 kc X W\r\nx\r\n')).toThrow(/without the "c" flag/);
   });
 
   test('a value with Z but data (someone refreshes it early) is a hit', () => {
     const s = setup();
     s.push({ op: 'get', keys: ['a'] });
     s.feed('VA 1 f16 c8 ka Z\r\nx\r\n');
-    expect(s.out[0]!.reply).toEqual([item('a', 16, 'x', '8')]);
+    expect(s.out[0]!.reply).toEqual([item('a', 16, 'x', undefined)]);
   });
 
-  test('a quiet multi-key read: hits by position (O) and key (k), misses silent, MN closes it', () => {
+  test('a quiet multi-key read: hits by position (O), misses silent, MN closes it', () => {
     const s = setup();
     s.push({ op: 'get', keys: ['a', 'b', 'a', 'c'] });
     s.push({ op: 'delete', key: 'z' });
-    const input =
-      'VA 1 f0 c1 ka O0\r\n1\r\nVA 1 f0 c1 ka O2\r\n1\r\nVA 0 f0 c2 kc O3 Z\r\n\r\nMN\r\nHD\r\n';
+    const input = 'VA 1 f0 c1 O0\r\n1\r\nVA 1 f0 c1 O2\r\n1\r\nVA 0 f0 c2 O3 Z\r\n\r\nMN\r\nHD\r\n';
     for (let i = 0; i <= input.length; i += 7) {
       const t = setup();
       t.push({ op: 'get', keys: ['a', 'b', 'a', 'c'] });
       t.feed(input.slice(0, input.length - 4), [i]);
-      expect(t.out[0]!.reply).toEqual([item('a', 0, '1', '1', 0), item('a', 0, '1', '1', 2)]);
+      expect(t.out[0]!.reply).toEqual([
+        item('a', 0, '1', undefined, 0),
+        item('a', 0, '1', undefined, 2),
+      ]);
     }
     s.feed(input);
     expect(s.out.map((o) => o.reply)).toEqual([
-      [item('a', 0, '1', '1', 0), item('a', 0, '1', '1', 2)],
+      [item('a', 0, '1', undefined, 0), item('a', 0, '1', undefined, 2)],
       true,
     ]);
+  });
+
+  test('a quiet gets reports the cas of each hit; a k the server sends anyway is still checked', () => {
+    const s = setup();
+    s.push({ op: 'gets', keys: ['a', 'b'] });
+    s.feed('VA 1 f3 c18446744073709551615 O0\r\n1\r\nVA 1 f0 c7 kb O1\r\n2\r\nMN\r\n');
+    expect(s.out[0]!.reply).toEqual([
+      item('a', 3, '1', '18446744073709551615', 0),
+      item('b', 0, '2', '7', 1),
+    ]);
+  });
+
+  test('the cas of one reply never shows in the next (the digits are reused)', () => {
+    const s = setup();
+    s.push({ op: 'gets', keys: ['a'] });
+    s.push({ op: 'gets', keys: ['b'] });
+    s.push({ op: 'gets', keys: ['c'] });
+    s.feed('VA 1 c12345 ka\r\n1\r\nVA 1 c9 kb\r\n2\r\n');
+    expect(s.out.map((o) => o.reply)).toEqual([
+      [item('a', 0, '1', '12345')],
+      [item('b', 0, '2', '9')],
+    ]);
+    expect(() => s.feed('VA 1 kc\r\n3\r\n')).toThrow(/without the "c" flag/);
+  });
+
+  test('the key echoed by k is compared exactly: longer, shorter, one byte off, non-ASCII', () => {
+    for (const [asked, echoed, ok] of [
+      ['abc', 'abc', true],
+      ['abc', 'abd', false],
+      ['abc', 'ab', false],
+      ['abc', 'abcd', false],
+      ['café', 'café', true],
+      ['café', 'cafe', false],
+      ['cafe', 'café', false],
+    ] as const) {
+      const s = setup();
+      s.push({ op: 'get', keys: [asked] });
+      const input = `VA 1 f0 c1 k${echoed}\r\n1\r\n`;
+      if (ok) {
+        s.feed(input);
+        expect(s.out[0]!.reply).toEqual([item(asked, 0, '1', undefined)]);
+      } else {
+        expect(() => s.feed(input)).toThrow(/sent VA for key/);
+      }
+    }
+    // A reply whose key bytes are not UTF-8 never matches a key that reads the same as Latin-1.
+    const s = setup();
+    s.push({ op: 'get', keys: ['\u00e9'] });
+    expect(() => s.feed(Buffer.from([...Buffer.from('VA 1 k'), 0xe9, 13, 10, 49, 13, 10]))).toThrow(
+      /sent VA for key/,
+    );
   });
 
   test.each<[string, string, RegExp]>([
@@ -580,8 +751,6 @@ describe('MetaReplyMatcher', () => {
       'VA 1 f0 c1 kx O0\r\n1\r\n',
       /sent VA for key "x" in reply to get of "a"/,
     ],
-    ['no key', 'VA 1 f0 c1 O0\r\n1\r\n', /sent VA for key \(none\)/],
-    ['no cas', 'VA 1 f0 ka O0\r\n1\r\n', /without the "c" flag/],
     ['a status that is not MN', 'HD\r\n', /sent HD in reply to get/],
   ])(
     'a quiet read rejects %s: MemcachedProtocolError (the stream cannot be trusted)',
@@ -674,7 +843,7 @@ describe('MetaReplyMatcher', () => {
     s.push({ op: 'get', keys: ['café'] });
     const b64 = Buffer.from('café').toString('base64');
     s.feed(`VA 1 f0 c1 k${b64} b\r\n1\r\n`);
-    expect(s.out[0]!.reply).toEqual([item('café', 0, '1', '1')]);
+    expect(s.out[0]!.reply).toEqual([item('café', 0, '1', undefined)]);
     expect(() => s.feed(`VA 1 f0 c1 k${b64}\r\n1\r\n`)).toThrow(MemcachedProtocolError);
   });
 
@@ -752,7 +921,7 @@ describe('MetaReplyMatcher', () => {
 // Property: requests and the replies a server would send, in any chunking
 
 type ModelOp =
-  | { t: 'get'; keys: string[]; hits: Array<string | undefined> }
+  | { t: 'get'; op: 'get' | 'gets'; keys: string[]; hits: Array<string | undefined> }
   | { t: 'set'; key: string; status: 'HD' | 'NS' | 'EX' | 'NF' }
   | { t: 'delete'; key: string; found: boolean }
   | { t: 'noreply'; key: string; refused: 'NS' | 'EX' | 'NF' | undefined }
@@ -768,7 +937,11 @@ const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
           minLength: keys.length,
           maxLength: keys.length,
         })
-        .map((hits) => ({ t: 'get' as const, keys, hits }));
+        .chain((hits) =>
+          fc
+            .constantFrom('get' as const, 'gets' as const)
+            .map((op) => ({ t: 'get' as const, op, keys, hits })),
+        );
     }),
   ),
   fc.record({
@@ -816,7 +989,7 @@ describe('MetaReplyMatcher property', () => {
             }
             closeRun();
             if (op.t === 'get') {
-              s.push({ op: 'get', keys: op.keys });
+              s.push({ op: op.op, keys: op.keys });
               const quiet = op.keys.length > 1;
               const items: unknown[] = [];
               op.keys.forEach((k, i) => {
@@ -826,10 +999,12 @@ describe('MetaReplyMatcher property', () => {
                   return;
                 }
                 const data = Buffer.from(hit);
+                // As memcached answers what this client asks: `k` for one key, `O` for several.
                 replies.push(
-                  `VA ${data.length} f16 c${i + 1} k${k}${quiet ? ` O${i}` : ''}\r\n${hit}\r\n`,
+                  `VA ${data.length} f16 c${i + 1}${quiet ? ` O${i}` : ` k${k}`}\r\n${hit}\r\n`,
                 );
-                items.push({ key: k, flags: 16, data, cas: String(i + 1), index: i, tooLarge: 0 });
+                const cas = op.op === 'gets' ? String(i + 1) : undefined;
+                items.push({ key: k, flags: 16, data, cas, index: i, tooLarge: 0 });
               });
               if (quiet) replies.push('MN\r\n');
               expected.push(items);
