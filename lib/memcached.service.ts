@@ -111,11 +111,30 @@ export class MemcachedService implements OnApplicationShutdown {
       protocol: this.protocol,
       keyPrefix:
         (this.client as Partial<Pick<MemcachedClient, 'options'>>).options?.keyPrefix ?? '',
-      run: (key, compute, policy, call) =>
-        cache.run(key, compute, policy, {
+      run: (key, compute, policy, call) => {
+        const foreign = this.ownCache === undefined ? undefined : this.client;
+        if (
+          foreign !== undefined &&
+          policy.tags !== undefined &&
+          policy.tags.length > 0 &&
+          typeof (foreign as Partial<MemcachedClient>).getOrSet === 'function'
+        ) {
+          // Tags need the client's own reads of the version keys: its getOrSet does them.
+          return foreign.getOrSet(key, compute, {
+            ttl: policy.ttl,
+            tags: policy.tags,
+            ...(policy.lease === undefined ? {} : { lease: policy.lease }),
+            ...(policy.staleWhileRevalidate > 0
+              ? { staleWhileRevalidate: policy.staleWhileRevalidate }
+              : {}),
+            ...(call.unless === undefined ? {} : { unless: call.unless }),
+          });
+        }
+        return cache.run(key, compute, policy, {
           ...call,
           report: (doing, error) => reporter.report(doing, error),
-        }),
+        });
+      },
       report: (doing, error) => reporter.report(doing, error),
       delete: (keys) => (keys.length === 1 ? this.delete(keys[0]!) : this.deleteMany(keys)),
       invalidate: (key) => this.invalidate(key),

@@ -15,11 +15,13 @@ import { Test } from '@nestjs/testing';
 import {
   Cacheable,
   CacheEvict,
+  MemcachedClient,
   MemcachedKeyError,
   MemcachedModule,
   MemcachedOptionsError,
   MemcachedService,
   TaggedValue,
+  type GetOrSetOptions,
 } from '../../lib/index.js';
 import {
   serverStats,
@@ -257,5 +259,36 @@ describe('boot checks', () => {
     expect(await leased.m()).toBe(1);
     await leased.evict();
     expect(await leased.m()).toBe(2);
+  });
+});
+
+describe('a MemcachedService over a client it does not know (another copy of the package)', () => {
+  test("tagged getOrSet goes through that client's own getOrSet: hits, and misses after invalidateTags", async () => {
+    const real = new MemcachedClient({ servers: server.address });
+    // Not this copy's client (nothing registered for it): only its public methods.
+    const standIn = {
+      options: real.options,
+      get: (key: string) => real.get(key),
+      set: (key: string, value: unknown) => real.set(key, value),
+      getMany: (keys: string[]) => real.getMany(keys),
+      version: () => real.version(),
+      getOrSet: <T>(key: string, f: () => T | Promise<T>, o?: GetOrSetOptions<T>) =>
+        real.getOrSet(key, f, o),
+      invalidateTags: (tags: readonly string[]) => real.invalidateTags(tags),
+      close: () => real.close(),
+    } as unknown as MemcachedClient;
+    const service = new MemcachedService(standIn);
+    try {
+      const s = ns();
+      let runs = 0;
+      const factory = (): string => `v${++runs}`;
+      expect(await service.getOrSet(`k:${s}`, factory, { tags: [`t:${s}`] })).toBe('v1');
+      expect(await service.getOrSet(`k:${s}`, factory, { tags: [`t:${s}`] })).toBe('v1');
+      await service.invalidateTags([`t:${s}`]);
+      expect(await service.getOrSet(`k:${s}`, factory, { tags: [`t:${s}`] })).toBe('v2');
+      expect(runs).toBe(2);
+    } finally {
+      await service.close();
+    }
   });
 });
