@@ -137,7 +137,8 @@ export class Dispatcher {
     method: string,
     entries: ReadonlyArray<{ readonly key: string; readonly spec: S }>,
   ): Promise<Array<ReplyOf<S> | undefined>> {
-    const results = new Array<ReplyOf<S> | undefined>(entries.length);
+    // Dense (not holes), so that every/some/map over it see a failed server's undefineds.
+    const results = new Array<ReplyOf<S> | undefined>(entries.length).fill(undefined);
     const byNode = new Map<ServerNode, number[]>();
     for (let i = 0; i < entries.length; i++) {
       const node = this.cluster.nodeFor(entries[i]!.key);
