@@ -8,6 +8,7 @@ async function main(): Promise<void> {
   const app = await createApp();
   app.enableShutdownHooks();
   const port = Number(process.env['PORT'] ?? 3000);
+  await app.startAllMicroservices();
   await app.listen(port);
   const base = `http://localhost:${port}`;
   const logger = new Logger('Sample');
@@ -24,7 +25,8 @@ async function main(): Promise<void> {
       `  curl -i ${base}/stock              (CacheInterceptor + KeyvMemcached: X-Cache MISS, then HIT)`,
       `  curl ${base}/health                (terminus: ok / degraded / 503)`,
       `  curl ${base}/metrics               (Prometheus: commands, durations, cache hits, servers)`,
-      `  (start with OTEL=console to print every memcached command as an OpenTelemetry span)`,
+      `  (start with OTEL=console to print every memcached command as an OpenTelemetry span,`,
+      `   with SAMPLE_TCP_PORT=3001 to serve the cached product.price message handler over TCP)`,
     ].join('\n'),
   );
 }

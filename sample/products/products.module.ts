@@ -3,6 +3,7 @@ import { CacheModule } from '@nestjs/cache-manager';
 import Keyv from 'keyv';
 import { MemcachedService } from '../../lib/index.js';
 import { KeyvMemcached } from '../../lib/keyv/index.js';
+import { ProductMessagesController } from './product-messages.controller.js';
 import { ProductPagesService } from './product-pages.service.js';
 import { ProductsController } from './products.controller.js';
 import { ProductsRepository } from './products.repository.js';
@@ -21,7 +22,7 @@ import { StockController } from './stock.controller.js';
       }),
     }),
   ],
-  controllers: [ProductsController, StockController],
+  controllers: [ProductsController, StockController, ProductMessagesController],
   providers: [ProductsRepository, ProductsService, ProductPagesService],
 })
 export class ProductsModule {}

@@ -4,6 +4,9 @@
  */
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
+import { createServer } from 'node:net';
+import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
+import { lastValueFrom } from 'rxjs';
 import request from 'supertest';
 import type { ProductPagesService as Pages } from '../../sample/products/product-pages.service.js';
 import type { ProductsRepository as Repository } from '../../sample/products/products.repository.js';
@@ -38,6 +41,7 @@ let app: INestApplication;
 let repository: Repository;
 let pages: Pages;
 let url: string;
+let tcp: ClientProxy;
 const savedEnv = { ...process.env };
 
 /** Whether `key` (the full wire key) is stored on `server`, asked with a raw `get`. */
@@ -45,6 +49,17 @@ async function storedOn(server: MemcachedProcess, key: string): Promise<boolean>
   const reply = await rawRequest(server, `get ${key}\r\n`);
   expect(reply).toMatch(/END\r\n$/);
   return reply.startsWith(`VALUE ${key} `);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
 }
 
 beforeAll(async () => {
@@ -56,11 +71,19 @@ beforeAll(async () => {
   process.env['MEMCACHED_SERVERS'] = `${cacheA.address},${cacheB.address}`;
   process.env['COUNTERS_MEMCACHED_SERVERS'] = counters.address;
   process.env['SAMPLE_REPOSITORY_DELAY_MS'] = '150';
+  const tcpPort = await freePort();
+  process.env['SAMPLE_TCP_PORT'] = String(tcpPort);
   const { createApp } = await import('../../sample/app.js');
   const { ProductsRepository } = await import('../../sample/products/products.repository.js');
   const { ProductPagesService } = await import('../../sample/products/product-pages.service.js');
   app = await createApp({ logger: false });
+  await app.startAllMicroservices();
   await app.listen(0, '127.0.0.1');
+  tcp = ClientProxyFactory.create({
+    transport: Transport.TCP,
+    options: { host: '127.0.0.1', port: tcpPort },
+  });
+  await tcp.connect();
   const address = app.getHttpServer().address() as { port: number };
   url = `http://127.0.0.1:${address.port}`;
   repository = app.get(ProductsRepository);
@@ -68,6 +91,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await tcp?.close();
   await app?.close();
   await stopAllMemcached();
   process.env = savedEnv;
@@ -303,6 +327,26 @@ describe('sample app', () => {
     }
     expect(fresh.price).toBe(19.9);
     expect(pages.renders - before).toBe(1);
+  });
+
+  test('the TCP message handler is cached itself (under the products tag): a second message is a hit, a PATCH over HTTP invalidates it', async () => {
+    const ask = (): Promise<{ id: string; price: number }> =>
+      lastValueFrom(tcp.send<{ id: string; price: number }>('product.price', '1'));
+    const calls = repository.calls.findOne;
+    const first = await ask();
+    expect(repository.calls.findOne - calls).toBe(1);
+    const home = (await storedOn(cacheA, 'catalog:price:1')) ? cacheA : cacheB;
+    expect(await storedOn(home, 'catalog:price:1')).toBe(true);
+    const hits = Number((await serverStats(home))['get_hits']);
+    expect(await ask()).toEqual(first);
+    expect(repository.calls.findOne - calls).toBe(1);
+    expect(Number((await serverStats(home))['get_hits'])).toBeGreaterThan(hits);
+
+    const price = first.price + 10;
+    await request(url).patch('/products/1').send({ price }).expect(200);
+    const afterPatch = repository.calls.findOne;
+    expect(await ask()).toEqual({ id: '1', price });
+    expect(repository.calls.findOne - afterPatch).toBe(1);
   });
 
   test('/health is 200 ok when every server is up', async () => {
