@@ -4,13 +4,13 @@
  */
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
-import { createServer } from 'node:net';
 import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
 import { lastValueFrom } from 'rxjs';
 import request from 'supertest';
 import type { ProductPagesService as Pages } from '../../sample/products/product-pages.service.js';
 import type { ProductsRepository as Repository } from '../../sample/products/products.repository.js';
 import {
+  freePort,
   rawRequest,
   serverStats,
   startMemcacheds,
@@ -49,17 +49,6 @@ async function storedOn(server: MemcachedProcess, key: string): Promise<boolean>
   const reply = await rawRequest(server, `get ${key}\r\n`);
   expect(reply).toMatch(/END\r\n$/);
   return reply.startsWith(`VALUE ${key} `);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 beforeAll(async () => {

@@ -229,8 +229,12 @@ function isLoopback(host: string): boolean {
 
 const handedOutPorts = new Set<number>();
 
-/** A port nobody listens on right now: bind port 0 on `host`, note the port, close. */
-async function freePort(host: string): Promise<number> {
+/**
+ * A port nobody listens on right now: bind port 0 on `host`, note the port, close. Also for
+ * servers that tests start themselves (microservices, proxies); never the same port twice per
+ * worker.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const port = await new Promise<number>((resolve, reject) => {
       const server = net.createServer();

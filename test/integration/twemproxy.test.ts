@@ -4,12 +4,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { MemcachedClient, MemcachedConnectionError, MemcachedError } from '../../lib/index.js';
 import {
+  freePort,
   onProcessExit,
   rawRequest,
   startMemcacheds,
@@ -39,15 +40,6 @@ if (nutcracker === undefined) {
     'twemproxy.test: nutcracker (twemproxy) is not installed, skipping; ' +
       'install it with "apt-get install -y nutcracker" (npm test does so where allowed)',
   );
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 async function waitForPort(port: number, proc: ChildProcess): Promise<void> {

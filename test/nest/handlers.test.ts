@@ -7,7 +7,6 @@
  * the harness; handler runs are counted on the server (`incr`), cached values read raw.
  */
 import 'reflect-metadata';
-import { createServer } from 'node:net';
 import {
   applyDecorators,
   Controller,
@@ -21,7 +20,6 @@ import {
   type INestApplication,
   type INestApplicationContext,
   type INestMicroservice,
-  type LoggerService,
   type ModuleMetadata,
 } from '@nestjs/common';
 import { ContextIdFactory, ExternalContextCreator, Reflector } from '@nestjs/core';
@@ -48,28 +46,17 @@ import {
   MemcachedService,
 } from '../../lib/index.js';
 import {
+  freePort,
   rawRequest,
   serverStats,
   startMemcached,
   stopAllMemcached,
   type MemcachedProcess,
 } from '../harness/memcached.js';
+import { CaptureLogger } from '../harness/nest.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-class CaptureLogger implements LoggerService {
-  readonly messages: string[] = [];
-  log(): void {}
-  debug(): void {}
-  verbose(): void {}
-  warn(message: unknown): void {
-    this.messages.push(String(message));
-  }
-  error(message: unknown): void {
-    this.messages.push(String(message));
-  }
-}
 
 const logger = new CaptureLogger();
 let a: MemcachedProcess;
@@ -116,17 +103,6 @@ async function rawGet(server: MemcachedProcess, key: string): Promise<string | u
 
 async function getHits(server: MemcachedProcess): Promise<number> {
   return Number((await serverStats(server))['get_hits']);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 function cacheOn(server: MemcachedProcess, keyPrefix = 'h:'): DynamicModule {

@@ -19,7 +19,6 @@ import {
   type ExecutionContext,
   type INestApplication,
   type INestApplicationContext,
-  type LoggerService,
   type ModuleMetadata,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
@@ -47,6 +46,7 @@ import {
   stopAllMemcached,
   type MemcachedProcess,
 } from '../harness/memcached.js';
+import { CaptureLogger } from '../harness/nest.js';
 import { validOptionValues, withValidValue } from '../harness/option-values.js';
 import { MEMCACHED_OPTION_NAMES } from '../../lib/options.js';
 
@@ -54,23 +54,6 @@ import { MEMCACHED_OPTION_NAMES } from '../../lib/options.js';
 // Helpers
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Collects warnings and errors logged through Nest's Logger. */
-class CaptureLogger implements LoggerService {
-  readonly messages: string[] = [];
-  log(): void {}
-  debug(): void {}
-  verbose(): void {}
-  warn(message: unknown): void {
-    this.messages.push(String(message));
-  }
-  error(message: unknown): void {
-    this.messages.push(String(message));
-  }
-  fatal(message: unknown): void {
-    this.messages.push(String(message));
-  }
-}
 
 const logger = new CaptureLogger();
 const open: INestApplicationContext[] = [];

@@ -29,24 +29,8 @@ import {
   stopAllMemcached,
   type MemcachedProcess,
 } from '../harness/memcached.js';
+import { CaptureLogger } from '../harness/nest.js';
 import { PROTOCOLS } from '../harness/protocols.js';
-
-/** Collects warnings and errors logged through Nest's Logger. */
-class CaptureLogger implements LoggerService {
-  readonly messages: string[] = [];
-  log(): void {}
-  debug(): void {}
-  verbose(): void {}
-  warn(message: unknown): void {
-    this.messages.push(String(message));
-  }
-  error(message: unknown): void {
-    this.messages.push(String(message));
-  }
-  fatal(message: unknown): void {
-    this.messages.push(String(message));
-  }
-}
 
 let server: MemcachedProcess;
 const open: INestApplicationContext[] = [];
