@@ -1,4 +1,4 @@
-import type { MemcachedError } from '../errors.js';
+import { MemcachedProtocolError, type MemcachedError } from '../errors.js';
 
 /** Storage commands: what `set`, `add`, ... mean on every protocol. */
 export type StoreOp = 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas';
@@ -248,3 +248,21 @@ export class Request<K extends ReplyKind = ReplyKind> {
 export type AnyRequest = { [K in ReplyKind]: Request<K> }[ReplyKind];
 
 const NO_KEYS: readonly string[] = Object.freeze([]);
+
+/** Most stats one reply may carry (`stats conns` of a very busy server stays far below). */
+export const MAX_STAT_LINES = 100_000;
+
+/**
+ * Adds one stat of a `stats` reply being read to `r.stats`. Past {@link MAX_STAT_LINES} the
+ * reply is endless or hostile: a MemcachedProtocolError (the connection is reset).
+ */
+export function addStat(r: Request<'stats'>, name: string, value: string, server: string): void {
+  const stats = (r.stats ??= {});
+  if (++r.cursor > MAX_STAT_LINES) {
+    throw new MemcachedProtocolError(
+      `memcached ${server} sent more than ${MAX_STAT_LINES} stats in reply to ${r.command}; the connection was reset`,
+      { server, command: r.command },
+    );
+  }
+  stats[name] = value;
+}

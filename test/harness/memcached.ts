@@ -168,25 +168,34 @@ export function onProcessExit(fn: () => void): () => void {
 // Binary, user and port helpers
 // ---------------------------------------------------------------------------
 
-let cachedBinary: string | null | undefined;
+const executables = new Map<string, string | undefined>();
 
-function findBinary(): string | undefined {
-  if (cachedBinary === undefined) {
+/**
+ * The path of the executable `name` on PATH or in the usual system directories (sbin included:
+ * Debian puts saslpasswd2 and nutcracker there), looked up once per name.
+ */
+export function findExecutable(name: string): string | undefined {
+  if (!executables.has(name)) {
     const dirs = (process.env['PATH'] ?? '').split(delimiter).filter(Boolean);
     dirs.push('/usr/bin', '/usr/sbin', '/usr/local/bin', '/usr/local/sbin', '/opt/homebrew/bin');
-    cachedBinary = null;
+    let found: string | undefined;
     for (const dir of dirs) {
-      const candidate = join(dir, 'memcached');
+      const candidate = join(dir, name);
       try {
         accessSync(candidate, fsConstants.X_OK);
-        cachedBinary = candidate;
+        found = candidate;
         break;
       } catch {
         // not here
       }
     }
+    executables.set(name, found);
   }
-  return cachedBinary ?? undefined;
+  return executables.get(name);
+}
+
+function findBinary(): string | undefined {
+  return findExecutable('memcached');
 }
 
 /** Whether the `memcached` binary is on PATH (or in /usr/bin, /usr/sbin, /usr/local/bin). */
@@ -328,25 +337,8 @@ function normalizeCredentials(auth: SpawnOptions['auth']): Credentials[] {
   return list.map(({ username, password }) => ({ username, password }));
 }
 
-let cachedSaslpasswd: string | null | undefined;
-
 function findSaslpasswd(): string | undefined {
-  if (cachedSaslpasswd === undefined) {
-    cachedSaslpasswd = null;
-    const dirs = (process.env['PATH'] ?? '').split(delimiter).filter(Boolean);
-    dirs.push('/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin');
-    for (const dir of dirs) {
-      const candidate = join(dir, 'saslpasswd2');
-      try {
-        accessSync(candidate, fsConstants.X_OK);
-        cachedSaslpasswd = candidate;
-        break;
-      } catch {
-        // not here
-      }
-    }
-  }
-  return cachedSaslpasswd ?? undefined;
+  return findExecutable('saslpasswd2');
 }
 
 /** Whether `saslpasswd2` (Debian's `sasl2-bin`) is installed, which `sasl` servers need. */

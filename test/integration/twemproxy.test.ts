@@ -3,13 +3,14 @@
  * commands twemproxy proxies work, the ones it does not are refused without hurting other calls.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { MemcachedClient, MemcachedConnectionError, MemcachedError } from '../../lib/index.js';
 import {
+  findExecutable,
   freePort,
   onProcessExit,
   rawRequest,
@@ -19,19 +20,7 @@ import {
 } from '../harness/memcached.js';
 
 function findNutcracker(): string | undefined {
-  const dirs = (process.env.PATH ?? '')
-    .split(':')
-    .concat(['/usr/sbin', '/usr/bin', '/usr/local/sbin']);
-  for (const dir of dirs) {
-    const candidate = join(dir, 'nutcracker');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
+  return findExecutable('nutcracker');
 }
 
 const nutcracker = findNutcracker();

@@ -1,7 +1,13 @@
 import { MemcachedAuthError, MemcachedProtocolError } from '../../errors.js';
 import type { SessionHost } from '../driver.js';
-import type { AnyRequest, Replies, Request, RetrievedItem, StoreStatus } from '../request.js';
-import { MAX_STAT_LINES } from '../text/matcher.js';
+import {
+  addStat,
+  type AnyRequest,
+  type Replies,
+  type Request,
+  type RetrievedItem,
+  type StoreStatus,
+} from '../request.js';
 import { Opcode, Status } from './constants.js';
 import type { ResponseHeader, ResponseSink } from './parser.js';
 import { casToken, errorFromStatus, unexpectedPacket } from './replies.js';
@@ -268,14 +274,7 @@ export class BinaryReplyMatcher implements ResponseSink {
       r.complete(r.stats ?? {});
       return;
     }
-    const stats = (r.stats ??= {});
-    if (++r.cursor > MAX_STAT_LINES) {
-      throw new MemcachedProtocolError(
-        `memcached ${this.host.server} sent more than ${MAX_STAT_LINES} stats in reply to ${r.command}; the connection was reset`,
-        { server: this.host.server, command: r.command },
-      );
-    }
-    stats[key.toString('utf8')] = value.toString('utf8');
+    addStat(r, key.toString('utf8'), value.toString('utf8'), this.host.server);
   }
 }
 

@@ -1,7 +1,13 @@
 import { MemcachedError, MemcachedProtocolError } from '../../errors.js';
 import type { SessionHost } from '../driver.js';
-import type { AnyRequest, Op, Request, RetrievedItem, StoreStatus } from '../request.js';
-import { MAX_STAT_LINES } from '../text/matcher.js';
+import {
+  addStat,
+  type AnyRequest,
+  type Op,
+  type Request,
+  type RetrievedItem,
+  type StoreStatus,
+} from '../request.js';
 import { errorFromLine, interpretLine, unexpectedReply } from '../text/replies.js';
 import { isQuietRetrieval } from './encoder.js';
 import { BASE_FEATURES, type MetaFeatures } from './features.js';
@@ -190,14 +196,7 @@ export class MetaReplyMatcher implements MetaReplySink {
   onStat(name: string, value: string): void {
     const r = this.expect('STAT', undefined, name);
     if (r.kind !== 'stats') throw this.unexpected(`STAT ${name}`, r);
-    const stats = (r.stats ??= {});
-    if (++r.cursor > MAX_STAT_LINES) {
-      throw new MemcachedProtocolError(
-        `memcached ${this.host.server} sent more than ${MAX_STAT_LINES} STAT lines in reply to ${r.command}; the connection was reset`,
-        { server: this.host.server, command: r.command },
-      );
-    }
-    stats[name] = value;
+    addStat(r, name, value, this.host.server);
   }
 
   onEnd(): void {

@@ -1,11 +1,8 @@
 import { MemcachedError, MemcachedProtocolError } from '../../errors.js';
 import type { SessionHost } from '../driver.js';
-import type { AnyRequest, RetrievedItem } from '../request.js';
+import { addStat, type AnyRequest, type RetrievedItem } from '../request.js';
 import type { ReplySink } from './parser.js';
 import { errorFromLine, interpretLine, unexpectedReply } from './replies.js';
-
-/** Most STAT lines one reply may carry (`stats conns` of a very busy server stays far below). */
-export const MAX_STAT_LINES = 100_000;
 
 /**
  * Pairs the pieces of a text-protocol reply stream with the requests of a connection, in order.
@@ -63,14 +60,7 @@ export class TextReplyMatcher implements ReplySink {
     if (r.kind !== 'stats') {
       throw unexpectedReply(`STAT ${name}`, r.kind, r.command, this.host.server);
     }
-    const stats = (r.stats ??= {});
-    if (++r.cursor > MAX_STAT_LINES) {
-      throw new MemcachedProtocolError(
-        `memcached ${this.host.server} sent more than ${MAX_STAT_LINES} STAT lines in reply to ${r.command}; the connection was reset`,
-        { server: this.host.server, command: r.command },
-      );
-    }
-    stats[name] = value;
+    addStat(r, name, value, this.host.server);
   }
 
   onEnd(): void {
