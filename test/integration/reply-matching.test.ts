@@ -12,6 +12,8 @@ async function fakeServer(
     connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
+    // The client may reset the connection (close(), a timeout): not an error of the test.
+    socket.on('error', () => undefined);
     let buffered = '';
     socket.on('data', (chunk) => {
       buffered += chunk.toString('latin1');
