@@ -1,4 +1,5 @@
 /** The workloads of a run and the keys and values they use. */
+import { createHash } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 import { compressSync as lz4CompressSync } from 'lz4-napi';
 import type { ClientName } from './clients.js';
@@ -194,10 +195,15 @@ export function valueFor(workload: Workload): string {
     : randomValue(workload.valueSize);
 }
 
-/** Keys of `client` for a workload: each client reads back only what it stored itself. */
+/**
+ * Keys of `client` for a workload: each client reads back only what it stored itself. The client
+ * is named by 8 hex digits of a hash of its name, so every client's keys have the same length
+ * (a longer key costs every client more bytes and hashing, on both sides).
+ */
 export function keysFor(workload: Workload, client: ClientName, variant?: Variant): string[] {
   const space = `${workload.op === 'get' || workload.op === 'getMany' ? 'v' : workload.op}${workload.tags ?? ''}${workload.valueSize}`;
-  const who = variant === undefined ? client : `${client}-${variant}`;
+  const name = variant === undefined ? client : `${client}-${variant}`;
+  const who = createHash('sha256').update(name).digest('hex').slice(0, 8);
   const keys: string[] = [];
   for (let i = 0; i < workload.keyCount; i++) keys.push(`bench:${who}:${space}:${i}`);
   return keys;
