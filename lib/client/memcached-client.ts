@@ -999,15 +999,23 @@ export class MemcachedClient extends EventEmitter<MemcachedClientEvents> {
   /**
    * A plain read was handed the refresh token of a stale item (memcached gives it to the first
    * reader of an invalidated item, whatever it asked): hand it on, so that a getOrSet with
-   * staleWhileRevalidate refreshes the item. Only while the item is unchanged (`C<cas>`).
+   * staleWhileRevalidate refreshes the item. Only while the item is unchanged (`C<cas>`). A read
+   * that did not ask for the cas reads it first, and gives the token back only if the item is
+   * still stale (a value stored since is fresh, and stays so).
    */
-  private giveBackToken(server: string, wire: string, cas: string): void {
+  private giveBackToken(server: string, wire: string, cas: string | undefined): void {
     queueMicrotask(() => {
       const node = this.cluster.all.find((n) => n.id === server);
       if (node === undefined || this.lifecycle.closed) return;
-      this.dispatcher
-        .send(node, 'get', { op: 'invalidate', key: wire, cas }, identity)
-        .catch(() => undefined);
+      const invalidate = (token: string): Promise<unknown> =>
+        this.dispatcher.send(node, 'get', { op: 'invalidate', key: wire, cas: token }, identity);
+      const done =
+        cas !== undefined
+          ? invalidate(cas)
+          : this.dispatcher
+              .send(node, 'get', { op: 'lease', key: wire }, identity)
+              .then((item) => (item?.stale === true ? invalidate(item.cas) : undefined));
+      done.catch(() => undefined);
     });
   }
 

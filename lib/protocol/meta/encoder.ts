@@ -21,10 +21,12 @@ import {
 export const META_MAX_KEY_LENGTH = 250;
 
 /**
- * Whether a multi-key retrieval goes out quiet (`q` on every `mg`, then `mn`): misses then cost
- * no reply at all. The reply matcher decides with the same rule.
+ * Whether a retrieval goes out as a batch: one `mg <key> … O<index>` per key, each answered in
+ * order (a hit, `EN`, or an error line), matched by position with the opaque as a check. A
+ * single-key read asks for the key back (`k`) instead. The reply matcher decides with the same
+ * rule.
  */
-export function isQuietRetrieval(keys: readonly string[]): boolean {
+export function isBatchRead(keys: readonly string[]): boolean {
   return keys.length > 1;
 }
 
@@ -59,11 +61,12 @@ export function metaKey(key: string): string {
 }
 
 /**
- * Flags of a single-key value read: value, client flags, cas (a plain read may be handed the
- * refresh token of a stale item, which it gives back with `md <key> I C<cas>`), and the key,
- * checked against the request.
+ * Flags of a lease read: value, client flags, cas (to fill or release the lease with) and the
+ * key, checked against the request. A plain read asks for the cas only where its caller wants it
+ * (`gets`/`gats`): a plain read handed the refresh token of a stale item reads the cas again
+ * before it gives the token back (`md <key> I C<cas>`), which is rare.
  */
-const READ = 'v f c k';
+const LEASE_READ = 'v f c k';
 const MN = Buffer.from('mn\r\n');
 const CRLF = Buffer.from('\r\n');
 /** Values up to this size are copied into one buffer with their header (as the text encoder does). */
@@ -83,11 +86,13 @@ const MODE: { readonly [O in StoreOp]: string } = {
 export function encodeMetaRequest(spec: CommandSpec): Buffer | Buffer[] {
   switch (spec.op) {
     case 'get':
+      return encodeMetaGet(spec.keys, false, '');
     case 'gets':
-      return encodeMetaGet(spec.keys, '');
+      return encodeMetaGet(spec.keys, true, '');
     case 'gat':
+      return encodeMetaGet(spec.keys, false, ` T${spec.ttl ?? 0}`);
     case 'gats':
-      return encodeMetaGet(spec.keys, ` T${spec.ttl ?? 0}`);
+      return encodeMetaGet(spec.keys, true, ` T${spec.ttl ?? 0}`);
     case 'set':
     case 'add':
     case 'replace':
@@ -114,7 +119,7 @@ export function encodeMetaRequest(spec: CommandSpec): Buffer | Buffer[] {
       return line(`ma ${metaKey(spec.key)}${spec.op === 'decr' ? ' MD' : ''} D${spec.delta} v`);
     case 'lease': {
       // N and R before t: `t` then reports the TTL as the flags left it.
-      let flags = READ;
+      let flags = LEASE_READ;
       if (spec.vivify !== undefined) flags += ` N${spec.vivify}`;
       if (spec.recache !== undefined) flags += ` R${spec.recache}`;
       return line(`mg ${metaKey(spec.key)} ${flags} t`);
@@ -141,44 +146,43 @@ export function encodeMetaRequest(spec: CommandSpec): Buffer | Buffer[] {
 }
 
 /**
- * One key: `mg <key> v f c k[ T<ttl>]`. Several: `mg <key> v f c[ T<ttl>] O<index> q` per key,
- * then `mn`: hits come back with their position (no `k`: the opaque names the key), misses say
- * nothing, and `MN` closes the reply. `extra` is the touch flag (` T<ttl>`) or empty.
+ * One key: `mg <key> v f[ c] k[ T<ttl>]`. Several: `mg <key> v f[ c][ T<ttl>] O<index>` per key,
+ * in one buffer: each is answered in order, a hit with its position, a miss with `EN`. `withCas`
+ * asks for the cas (`gets`/`gats`); `extra` is the touch flag (` T<ttl>`) or empty.
  */
-export function encodeMetaGet(keys: readonly string[], extra: string): Buffer {
-  if (!isQuietRetrieval(keys)) {
+export function encodeMetaGet(keys: readonly string[], withCas: boolean, extra: string): Buffer {
+  const flags = withCas ? ` v f c${extra}` : ` v f${extra}`;
+  if (!isBatchRead(keys)) {
     const key = keys[0]!;
-    const tail = extra === '' ? SINGLE_TAIL : Buffer.from(` ${READ}${extra}\r\n`, 'latin1');
-    return (
-      encodeKeyLine(key, tail) ?? Buffer.from(`mg ${metaKey(key)} ${READ}${extra}\r\n`, 'utf8')
-    );
+    const tail =
+      extra === '' ? (withCas ? SINGLE_TAIL_CAS : SINGLE_TAIL) : Buffer.from(`${flags} k\r\n`);
+    return encodeKeyLine(key, tail) ?? Buffer.from(`mg ${metaKey(key)}${flags} k\r\n`, 'utf8');
   }
-  return encodeQuietGet(keys, extra) ?? encodeQuietGetSlow(keys, extra);
+  return encodeBatchGet(keys, flags) ?? encodeBatchGetSlow(keys, flags);
 }
 
 const M = 109; // m
 const G = 103; // g
 const SP = 32;
-const Q = 113; // q
+const O = 79; // O
 const CR = 13;
 const LF = 10;
-const QUIET_MID = Buffer.from(' v f c O', 'latin1');
-const SINGLE_TAIL = Buffer.from(` ${READ}\r\n`, 'latin1');
+const SINGLE_TAIL = Buffer.from(' v f k\r\n', 'latin1');
+const SINGLE_TAIL_CAS = Buffer.from(' v f c k\r\n', 'latin1');
 
 /**
- * The quiet multi-key read written straight into one buffer, for keys of printable ASCII only
- * (`!`..`~`, one byte per character): undefined as soon as a key holds anything else (it then
- * goes through {@link encodeQuietGetSlow}, which sends such a key in base64 or as UTF-8).
+ * The batched read written straight into one buffer, for keys of printable ASCII only (`!`..`~`,
+ * one byte per character): undefined as soon as a key holds anything else (it then goes through
+ * {@link encodeBatchGetSlow}, which sends such a key in base64 or as UTF-8). `flags` is the same
+ * for every key (` v f[ c][ T<ttl>]`).
  */
-function encodeQuietGet(keys: readonly string[], extra: string): Buffer | undefined {
+function encodeBatchGet(keys: readonly string[], flags: string): Buffer | undefined {
   const n = keys.length;
-  // ` v f c[ T<ttl>] O`: the same for every key.
-  const mid = extra === '' ? QUIET_MID : Buffer.from(` v f c${extra} O`, 'latin1');
-  const midLength = mid.length;
-  let total = 4; // mn\r\n
+  const flagsLength = flags.length;
+  let total = 0;
   for (let i = 0; i < n; i++) {
-    // `mg ` key mid index ` q\r\n`
-    total += 3 + keys[i]!.length + midLength + decimalLength(i) + 4;
+    // `mg ` key flags ` O` index `\r\n`
+    total += 3 + keys[i]!.length + flagsLength + 2 + decimalLength(i) + 2;
   }
   const out = Buffer.allocUnsafe(total);
   let o = 0;
@@ -193,18 +197,14 @@ function encodeQuietGet(keys: readonly string[], extra: string): Buffer | undefi
       if (c <= 0x20 || c >= 0x7f) return undefined;
       out[o++] = c;
     }
-    for (let j = 0; j < midLength; j++) out[o++] = mid[j]!;
-    o = writeDecimal(out, o, i);
+    for (let j = 0; j < flagsLength; j++) out[o++] = flags.charCodeAt(j);
     out[o] = SP;
-    out[o + 1] = Q;
-    out[o + 2] = CR;
-    out[o + 3] = LF;
-    o += 4;
+    out[o + 1] = O;
+    o = writeDecimal(out, o + 2, i);
+    out[o] = CR;
+    out[o + 1] = LF;
+    o += 2;
   }
-  out[o] = M;
-  out[o + 1] = 110; // n
-  out[o + 2] = CR;
-  out[o + 3] = LF;
   return out;
 }
 
@@ -224,13 +224,11 @@ function encodeKeyLine(key: string, tail: Buffer): Buffer | undefined {
   return out;
 }
 
-/** {@link encodeQuietGet} for any keys: base64 where a key cannot go on the line as it is. */
-function encodeQuietGetSlow(keys: readonly string[], extra: string): Buffer {
+/** {@link encodeBatchGet} for any keys: base64 where a key cannot go on the line as it is. */
+function encodeBatchGetSlow(keys: readonly string[], flags: string): Buffer {
   let out = '';
-  for (let i = 0; i < keys.length; i++) {
-    out += `mg ${metaKey(keys[i]!)} v f c${extra} O${i} q\r\n`;
-  }
-  return Buffer.from(out + 'mn\r\n', 'utf8');
+  for (let i = 0; i < keys.length; i++) out += `mg ${metaKey(keys[i]!)}${flags} O${i}\r\n`;
+  return Buffer.from(out, 'utf8');
 }
 
 /** Whether every character of `key` is printable ASCII (`!`..`~`): it goes on the line as is. */

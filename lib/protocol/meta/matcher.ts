@@ -9,7 +9,7 @@ import {
   type StoreStatus,
 } from '../request.js';
 import { errorFromLine, interpretLine, unexpectedReply } from '../text/replies.js';
-import { isQuietRetrieval } from './encoder.js';
+import { isBatchRead } from './encoder.js';
 import { BASE_FEATURES, type MetaFeatures } from './features.js';
 import { echoesKey, type MetaFlags, type MetaReplySink, type MetaStatus } from './parser.js';
 
@@ -18,9 +18,10 @@ export interface MetaSessionHooks {
   /**
    * A plain read (get, gets, getMany, …) of a stale item was handed its refresh token, which it
    * will not use: the client gives it back (`md <key> I C<cas>`), so that a caller that does
-   * refresh stale values gets it. `key` is the wire key; `server` the server id.
+   * refresh stale values gets it. `key` is the wire key; `server` the server id; `cas` the item's
+   * cas when the read asked for it (else the client reads it first).
    */
-  onUnusedToken?(server: string, key: string, cas: string): void;
+  onUnusedToken?(server: string, key: string, cas: string | undefined): void;
 }
 
 /** Ops whose reply comes in the text protocol's form (they have no meta command). */
@@ -57,20 +58,21 @@ export function isPlaceholder(f: MetaFlags, size: number): boolean {
 /**
  * Pairs the pieces of a meta reply stream with the requests of a connection, in order. Every
  * piece must fit the request at the head of the queue — its kind, and for reads the exact key
- * asked (`k`, single-key reads) or, in a quiet multi-key read, the position (`O<index>`, in range
- * and strictly increasing, with `MN` closing the read; a `k` sent there anyway is checked too) —
- * so a reply never reaches the wrong caller. Anything else throws MemcachedProtocolError.
+ * asked (`k`, single-key reads) or, in a batched read, the position: each key's `mg` is answered
+ * in order, and the `O<index>` a hit (and a miss, from memcached 1.6.18) echoes must be that
+ * position (a `k` sent there anyway is checked too) — so a reply never reaches the wrong caller.
+ * Anything else throws MemcachedProtocolError.
  *
  * Quiet mode (`q`) is not noreply: it hides only the nominal reply, so a failure code (`NS`, `EX`,
  * `NF`) or an error line can still come for a noreply write. While the head is a fence, such a
  * failure code is dropped and an error line is reported as stray; `MN` closes the fence. Error
- * lines carry no opaque: in a quiet multi-key read, one fails that read as a whole once its `MN`
- * came (the stream stays in step).
+ * lines carry no opaque, and take their key's position in a batched read, which fails as a whole
+ * once every key was answered (the stream stays in step).
  */
 export class MetaReplyMatcher implements MetaReplySink {
   /** What the server can do (set from its version during the handshake). */
   features: MetaFeatures = BASE_FEATURES;
-  /** The first error line of the quiet read at the head, reported at its `MN`. */
+  /** The first error line of the batched read at the head, reported once all keys were answered. */
   private runError: MemcachedError | undefined;
 
   constructor(
@@ -135,21 +137,11 @@ export class MetaReplyMatcher implements MetaReplySink {
     }
     switch (r.kind) {
       case 'retrieve': {
-        if (isQuietRetrieval(r.keys)) {
-          if (status === 'MN') {
-            const error = this.runError;
-            this.runError = undefined;
-            this.host.shift();
-            if (error !== undefined) r.fail(error);
-            else r.complete(r.items ?? []);
-            return;
-          }
-          if (status === 'EN') {
-            // `q` hides misses; a server that sends one anyway must still keep to the order.
-            this.position(r, f, status);
-            return;
-          }
-          throw this.unexpected(status, r);
+        if (isBatchRead(r.keys)) {
+          if (status !== 'EN') throw this.unexpected(status, r);
+          this.position(r, f, status, this.features.missEchoesFlags);
+          this.answered(r);
+          return;
         }
         if (status !== 'EN') throw this.unexpected(status, r);
         this.checkKey(r, r.keys[0]!, f, status, this.features.missEchoesFlags);
@@ -227,9 +219,12 @@ export class MetaReplyMatcher implements MetaReplySink {
     }
     const error = errorFromLine(line, r.command, server);
     if (error === undefined) throw this.unexpected(JSON.stringify(line.slice(0, 80)), r);
-    if (r.kind === 'retrieve' && isQuietRetrieval(r.keys)) {
-      // Errors carry no opaque: the read fails as a whole, once its MN closed it.
+    if (r.kind === 'retrieve' && isBatchRead(r.keys)) {
+      // Errors carry no opaque: this one answers the next key, and the read fails as a whole once
+      // every key was answered.
       this.runError ??= error;
+      r.cursor++;
+      this.answered(r);
       return;
     }
     this.host.shift();
@@ -240,43 +235,59 @@ export class MetaReplyMatcher implements MetaReplySink {
 
   /** A `VA` for a get/gets/gat/gats: the item of the key at its position, or a miss. */
   private retrieved(r: Request<'retrieve'>, f: MetaFlags, data: Buffer, tooLarge: number): void {
-    const quiet = isQuietRetrieval(r.keys);
-    const index = quiet ? this.position(r, f, 'VA') : 0;
+    const batch = isBatchRead(r.keys);
+    const index = batch ? this.position(r, f, 'VA', true) : 0;
     const key = r.keys[index]!;
-    // A single-key read asks for `k`; a quiet one is matched by its opaque (a `k` sent anyway is
-    // still checked).
-    this.checkKey(r, key, f, 'VA', !quiet);
+    // A single-key read asks for `k`; a batched one is matched by position, checked by its
+    // opaque (a `k` sent anyway is still checked).
+    this.checkKey(r, key, f, 'VA', !batch);
     // The cas string is made only where it is used: gets/gats, and a token to give back.
     const withCas = r.op === 'gets' || r.op === 'gats';
     const cas = withCas ? this.required(r, f.cas, 'c', 'VA') : undefined;
     const size = tooLarge === 0 ? data.length : tooLarge;
     if (isPlaceholder(f, size)) {
       if (f.stale && f.win) {
-        this.hooks.onUnusedToken?.(this.host.server, key, this.required(r, f.cas, 'c', 'VA'));
+        const token = f.cas === undefined ? undefined : this.required(r, f.cas, 'c', 'VA');
+        this.hooks.onUnusedToken?.(this.host.server, key, token);
       }
     } else {
       const item: RetrievedItem = { key, flags: f.flags ?? 0, data, cas, index, tooLarge };
       if (r.items === undefined) r.items = [item];
       else r.items.push(item);
     }
-    if (!quiet) {
+    if (batch) {
+      this.answered(r);
+    } else {
       this.host.shift();
       r.complete(r.items ?? []);
     }
   }
 
-  /** The `O<index>` of a reply in a quiet read: present, in range, after the previous one. */
-  private position(r: Request<'retrieve'>, f: MetaFlags, code: string): number {
-    const index = f.opaque;
-    // NaN fails both comparisons: `!(in range)` catches it.
-    if (index === undefined || !(index >= r.cursor && index < r.keys.length)) {
+  /**
+   * The position a reply of a batched read answers: the next one. Its `O<index>` must name that
+   * position (`required`: the server always echoes it here, so its absence is an error too).
+   */
+  private position(r: Request<'retrieve'>, f: MetaFlags, code: string, required: boolean): number {
+    const index = r.cursor;
+    const echoed = f.opaque;
+    if (index >= r.keys.length || (echoed === undefined ? required : echoed !== index)) {
       throw new MemcachedProtocolError(
-        `memcached ${this.host.server} sent ${code} with opaque ${index === undefined ? '(none)' : Number.isNaN(index) ? '(not a position)' : `O${index}`} in a ${r.keys.length}-key ${r.command} whose next position is ${r.cursor}; the connection was reset`,
+        `memcached ${this.host.server} sent ${code} with opaque ${echoed === undefined ? '(none)' : Number.isNaN(echoed) ? '(not a position)' : `O${echoed}`} in a ${r.keys.length}-key ${r.command} whose next position is ${index}; the connection was reset`,
         { server: this.host.server, command: r.command },
       );
     }
     r.cursor = index + 1;
     return index;
+  }
+
+  /** Completes (or fails) a batched read once every key was answered. */
+  private answered(r: Request<'retrieve'>): void {
+    if (r.cursor < r.keys.length) return;
+    const error = this.runError;
+    this.runError = undefined;
+    this.host.shift();
+    if (error !== undefined) r.fail(error);
+    else r.complete(r.items ?? []);
   }
 
   /**

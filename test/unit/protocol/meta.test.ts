@@ -58,25 +58,31 @@ const wire = (spec: CommandSpec): string => {
 
 describe('encodeMetaRequest', () => {
   test.each<[string, CommandSpec, string]>([
-    ['get', { op: 'get', keys: ['a'] }, 'mg a v f c k\r\n'],
+    ['get (no cas: a plain read has no use for it)', { op: 'get', keys: ['a'] }, 'mg a v f k\r\n'],
     ['gets', { op: 'gets', keys: ['a'] }, 'mg a v f c k\r\n'],
     [
-      'a multi-key get: quiet, with positions, closed by mn',
+      'a multi-key get: one mg per key with its position, every one answered (no q, no mn)',
       { op: 'get', keys: ['a', 'b', 'a'] },
-      'mg a v f c O0 q\r\nmg b v f c O1 q\r\nmg a v f c O2 q\r\nmn\r\n',
+      'mg a v f O0\r\nmg b v f O1\r\nmg a v f O2\r\n',
+    ],
+    [
+      'a multi-key gets: with the cas',
+      { op: 'gets', keys: ['a', 'b'] },
+      'mg a v f c O0\r\nmg b v f c O1\r\n',
     ],
     [
       'a multi-key gats: the touch before the position',
       { op: 'gats', keys: ['a', 'b'], ttl: 7 },
-      'mg a v f c T7 O0 q\r\nmg b v f c T7 O1 q\r\nmn\r\n',
+      'mg a v f c T7 O0\r\nmg b v f c T7 O1\r\n',
     ],
     [
       'a multi-key get with a key that needs base64 and a UTF-8 key',
       { op: 'get', keys: ['x', 'a b', 'café'] },
-      'mg x v f c O0 q\r\nmg YSBi b v f c O1 q\r\nmg café v f c O2 q\r\nmn\r\n',
+      'mg x v f O0\r\nmg YSBi b v f O1\r\nmg café v f O2\r\n',
     ],
-    ['a single key that needs base64', { op: 'get', keys: ['a b'] }, 'mg YSBi b v f c k\r\n'],
-    ['gat', { op: 'gat', keys: ['a'], ttl: 30 }, 'mg a v f c k T30\r\n'],
+    ['a single key that needs base64', { op: 'get', keys: ['a b'] }, 'mg YSBi b v f k\r\n'],
+    ['gat', { op: 'gat', keys: ['a'], ttl: 30 }, 'mg a v f T30 k\r\n'],
+    ['gats', { op: 'gats', keys: ['a'], ttl: 30 }, 'mg a v f c T30 k\r\n'],
     [
       'set',
       { op: 'set', key: 'a', flags: 16, ttl: 0, value: Buffer.from('hi'), noreply: false },
@@ -140,7 +146,7 @@ describe('encodeMetaRequest', () => {
   });
 
   test('non-ASCII keys go as is (memcached meta keys are bytes), values of any bytes', () => {
-    expect(wire({ op: 'get', keys: ['café'] })).toBe('mg café v f c k\r\n');
+    expect(wire({ op: 'get', keys: ['café'] })).toBe('mg café v f k\r\n');
     const value = Buffer.from([0, 13, 10, 255]);
     const out = encodeMetaRequest({ op: 'set', key: 'k', flags: 0, ttl: 0, value, noreply: false });
     expect(Buffer.concat(out as Buffer[])).toEqual(bytes('ms k 4 F0 T0\r\n', value, '\r\n'));
@@ -249,8 +255,9 @@ describe('encodeMetaRequest', () => {
       const key = (k: string): string =>
         [...k].some((c) => c <= ' ' || c === '\x7f') ? `${Buffer.from(k).toString('base64')} b` : k;
       const touch = op === 'gat' || op === 'gats' ? ` T${ttl ?? 0}` : '';
-      if (keys.length === 1) return `mg ${key(keys[0]!)} v f c k${touch}\r\n`;
-      return keys.map((k, i) => `mg ${key(k)} v f c${touch} O${i} q\r\n`).join('') + 'mn\r\n';
+      const cas = op === 'gets' || op === 'gats' ? ' c' : '';
+      if (keys.length === 1) return `mg ${key(keys[0]!)} v f${cas}${touch} k\r\n`;
+      return keys.map((k, i) => `mg ${key(k)} v f${cas}${touch} O${i}\r\n`).join('');
     };
     const printable = fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c));
     const other = fc.constantFrom(' ', '\t', '\x7f', '\x00', 'é', '日', '🙂', '\u0080');
@@ -650,12 +657,16 @@ describe('MetaReplyMatcher', () => {
     const s = setup();
     s.push({ op: 'get', keys: ['a'] });
     s.push({ op: 'gets', keys: ['b'] });
-    s.feed('VA 1 f0 c8 ka X W\r\nx\r\nVA 1 f0 c9 kb X Z\r\ny\r\n');
-    expect(s.out.map((o) => o.reply)).toEqual([[], []]);
-    expect(s.tokens).toEqual([`${SERVER} a 8`]);
-    // The token can only be given back with its cas: a reply without one is refused.
-    s.push({ op: 'get', keys: ['c'] });
-    expect(() => s.feed('VA 1 f0 kc X W\r\nx\r\n')).toThrow(/without the "c" flag/);
+    s.push({ op: 'gets', keys: ['c'] });
+    s.push({ op: 'get', keys: ['d', 'e'] });
+    s.feed(
+      'VA 1 f0 ka X W\r\nx\r\nVA 1 f0 c9 kb X W\r\ny\r\nVA 1 f0 c10 kc X Z\r\nz\r\n' +
+        'VA 1 f0 O0 X Z\r\nx\r\nVA 1 f0 O1 X W\r\nx\r\n',
+    );
+    expect(s.out.map((o) => o.reply)).toEqual([[], [], [], []]);
+    // A get does not ask for the cas (the client reads it before giving the token back); a gets
+    // has it. A reader that was not handed the token (Z) gives nothing back.
+    expect(s.tokens).toEqual([`${SERVER} a undefined`, `${SERVER} b 9`, `${SERVER} e undefined`]);
   });
 
   test('a value with Z but data (someone refreshes it early) is a hit', () => {
@@ -665,11 +676,11 @@ describe('MetaReplyMatcher', () => {
     expect(s.out[0]!.reply).toEqual([item('a', 16, 'x', undefined)]);
   });
 
-  test('a quiet multi-key read: hits by position (O), misses silent, MN closes it', () => {
+  test('a batched read: every key answered in order (a hit checked by its O, a miss EN), done after the last', () => {
     const s = setup();
     s.push({ op: 'get', keys: ['a', 'b', 'a', 'c'] });
     s.push({ op: 'delete', key: 'z' });
-    const input = 'VA 1 f0 c1 O0\r\n1\r\nVA 1 f0 c1 O2\r\n1\r\nVA 0 f0 c2 O3 Z\r\n\r\nMN\r\nHD\r\n';
+    const input = 'VA 1 f0 O0\r\n1\r\nEN O1\r\nVA 1 f0 O2\r\n1\r\nVA 0 f0 O3 Z\r\n\r\nHD\r\n';
     for (let i = 0; i <= input.length; i += 7) {
       const t = setup();
       t.push({ op: 'get', keys: ['a', 'b', 'a', 'c'] });
@@ -686,10 +697,21 @@ describe('MetaReplyMatcher', () => {
     ]);
   });
 
-  test('a quiet gets reports the cas of each hit; a k the server sends anyway is still checked', () => {
+  test('a batched read before memcached 1.6.18: a miss is a bare EN (the position alone places it)', () => {
+    const s = setup(metaFeatures('1.6.10'));
+    s.push({ op: 'get', keys: ['a', 'b', 'c'] });
+    s.feed('EN\r\nVA 1 f0 O1\r\n1\r\nEN\r\n');
+    expect(s.out[0]!.reply).toEqual([item('b', 0, '1', undefined, 1)]);
+    // From 1.6.18 a miss echoes the opaque, and one that does not is refused.
+    const t = setup();
+    t.push({ op: 'get', keys: ['a', 'b'] });
+    expect(() => t.feed('EN\r\n')).toThrow(/sent EN with opaque \(none\)/);
+  });
+
+  test('a batched gets reports the cas of each hit; a k the server sends anyway is still checked', () => {
     const s = setup();
     s.push({ op: 'gets', keys: ['a', 'b'] });
-    s.feed('VA 1 f3 c18446744073709551615 O0\r\n1\r\nVA 1 f0 c7 kb O1\r\n2\r\nMN\r\n');
+    s.feed('VA 1 f3 c18446744073709551615 O0\r\n1\r\nVA 1 f0 c7 kb O1\r\n2\r\n');
     expect(s.out[0]!.reply).toEqual([
       item('a', 3, '1', '18446744073709551615', 0),
       item('b', 0, '2', '7', 1),
@@ -738,22 +760,25 @@ describe('MetaReplyMatcher', () => {
   });
 
   test.each<[string, string, RegExp]>([
+    ['a skipped position', 'VA 1 f0 kb O1\r\n1\r\n', /opaque O1.*next position is 0/],
     [
       'a position out of order',
-      'VA 1 f0 c1 kb O1\r\n1\r\nVA 1 f0 c1 ka O0\r\n1\r\n',
-      /opaque O0.*next position is 2/,
+      'VA 1 f0 ka O0\r\n1\r\nVA 1 f0 ka O0\r\n1\r\n',
+      /opaque O0.*next position is 1/,
     ],
-    ['a position out of range', 'VA 1 f0 c1 ka O9\r\n1\r\n', /opaque O9/],
-    ['no position', 'VA 1 f0 c1 ka\r\n1\r\n', /opaque \(none\)/],
-    ['an opaque that is no position', 'VA 1 f0 c1 ka Oabc\r\n1\r\n', /opaque \(not a position\)/],
+    ['a miss at the wrong position', 'EN O1\r\n', /sent EN with opaque O1.*next position is 0/],
+    ['a position out of range', 'VA 1 f0 ka O9\r\n1\r\n', /opaque O9/],
+    ['no position', 'VA 1 f0 ka\r\n1\r\n', /opaque \(none\)/],
+    ['an opaque that is no position', 'VA 1 f0 ka Oabc\r\n1\r\n', /opaque \(not a position\)/],
     [
       'the wrong key at a position',
-      'VA 1 f0 c1 kx O0\r\n1\r\n',
+      'VA 1 f0 kx O0\r\n1\r\n',
       /sent VA for key "x" in reply to get of "a"/,
     ],
-    ['a status that is not MN', 'HD\r\n', /sent HD in reply to get/],
+    ['a status that is neither a hit nor EN', 'HD\r\n', /sent HD in reply to get/],
+    ['an MN (nothing was asked to close)', 'MN\r\n', /sent MN in reply to get/],
   ])(
-    'a quiet read rejects %s: MemcachedProtocolError (the stream cannot be trusted)',
+    'a batched read rejects %s: MemcachedProtocolError (the stream cannot be trusted)',
     (_l, input, message) => {
       const s = setup();
       s.push({ op: 'get', keys: ['a', 'b'] });
@@ -761,15 +786,22 @@ describe('MetaReplyMatcher', () => {
     },
   );
 
-  test('an error line in a quiet read carries no opaque: the read fails once its MN came, the next request gets its own reply', () => {
+  test('an error line in a batched read carries no opaque: it answers its position, the read fails once every key was answered, the next request gets its own reply', () => {
     const s = setup();
     s.push({ op: 'get', keys: ['a', 'b', 'c'] });
     s.push({ op: 'get', keys: ['d'] });
-    s.feed(
-      'VA 1 f0 c1 ka O0\r\n1\r\nSERVER_ERROR out of memory\r\nVA 1 f0 c1 kc O2\r\n3\r\nMN\r\nEN kd\r\n',
-    );
+    s.feed('VA 1 f0 ka O0\r\n1\r\nSERVER_ERROR out of memory\r\n');
+    expect(s.out[0]).toEqual({}); // not settled: c is still to come
+    s.feed('VA 1 f0 kc O2\r\n3\r\nEN kd\r\n');
     expect(s.out[0]!.error).toBeInstanceOf(MemcachedServerError);
     expect(s.out[1]).toEqual({ reply: [] });
+    // The error of the last key ends the read as well.
+    const t = setup();
+    t.push({ op: 'get', keys: ['a', 'b'] });
+    t.push({ op: 'delete', key: 'z' });
+    t.feed('EN O0\r\nSERVER_ERROR out of memory\r\nHD\r\n');
+    expect(t.out[0]!.error).toBeInstanceOf(MemcachedServerError);
+    expect(t.out[1]).toEqual({ reply: true });
   });
 
   test('storage, delete, touch and arithmetic codes', () => {
@@ -990,23 +1022,23 @@ describe('MetaReplyMatcher property', () => {
             closeRun();
             if (op.t === 'get') {
               s.push({ op: op.op, keys: op.keys });
-              const quiet = op.keys.length > 1;
+              const batch = op.keys.length > 1;
               const items: unknown[] = [];
               op.keys.forEach((k, i) => {
                 const hit = op.hits[i];
+                // As memcached answers what this client asks: `k` for one key, `O` for several.
+                const echo = batch ? ` O${i}` : ` k${k}`;
                 if (hit === undefined) {
-                  if (!quiet) replies.push(`EN k${k}\r\n`);
+                  replies.push(`EN${echo}\r\n`);
                   return;
                 }
                 const data = Buffer.from(hit);
-                // As memcached answers what this client asks: `k` for one key, `O` for several.
-                replies.push(
-                  `VA ${data.length} f16 c${i + 1}${quiet ? ` O${i}` : ` k${k}`}\r\n${hit}\r\n`,
-                );
                 const cas = op.op === 'gets' ? String(i + 1) : undefined;
+                replies.push(
+                  `VA ${data.length} f16${cas === undefined ? '' : ` c${cas}`}${echo}\r\n${hit}\r\n`,
+                );
                 items.push({ key: k, flags: 16, data, cas, index: i, tooLarge: 0 });
               });
-              if (quiet) replies.push('MN\r\n');
               expected.push(items);
             } else if (op.t === 'set') {
               s.push({
