@@ -183,6 +183,16 @@ export interface WorkloadResult {
     /** Ours with protocol: 'meta' (get/set/getMany workloads), and its ops/s ÷ ours (text). */
     oursMeta?: number;
     metaOverText?: number;
+    /**
+     * The median over the rounds of (meta ops/s ÷ text ops/s in the same round): less sensitive
+     * than {@link metaOverText} to load that changes during the run. Its spread: the lowest and
+     * highest round ratios.
+     */
+    metaOverTextPaired?: number;
+    metaOverTextRange?: [number, number];
+    /** CPU µs per call of this process, text and meta (medians of the rounds). */
+    textCpuUsPerCall?: number;
+    metaCpuUsPerCall?: number;
     bestPeer?: { client: ClientName; opsPerSec: number };
     /** ours ops/s ÷ best peer ops/s. */
     oursOverBestPeer?: number;
@@ -729,6 +739,25 @@ function toClientResult(c: Contender): ClientResult {
   };
 }
 
+/** Meta ÷ text round by round (see `metaOverTextPaired`); nothing when either did not run. */
+function pairedMeta(
+  ok: readonly ClientResult[],
+): Pick<WorkloadResult['summary'], 'metaOverTextPaired' | 'metaOverTextRange'> {
+  const text = ok.find((r) => r.client === 'ours');
+  const meta = ok.find((r) => r.client === 'ours-meta');
+  if (text === undefined || meta === undefined) return {};
+  const ratios: number[] = [];
+  for (const round of meta.rounds) {
+    const base = text.rounds.find((b) => b.round === round.round);
+    if (base !== undefined && base.opsPerSec > 0) ratios.push(round.opsPerSec / base.opsPerSec);
+  }
+  if (ratios.length === 0) return {};
+  ratios.sort((a, b) => a - b);
+  const mid = ratios.length >> 1;
+  const median = ratios.length % 2 === 1 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
+  return { metaOverTextPaired: median, metaOverTextRange: [ratios[0]!, ratios.at(-1)!] };
+}
+
 function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] {
   const ok = results.filter((r) => r.error === undefined);
   const ours = ok.find((r) => r.client === 'ours')?.opsPerSec;
@@ -766,6 +795,10 @@ function summarize(results: readonly ClientResult[]): WorkloadResult['summary'] 
       ? { oursBinaryOverMemjs: oursBinary / memjs }
       : {}),
     ...(oursMeta === undefined ? {} : { oursMeta }),
+    ...pairedMeta(ok),
+    ...(cpuOf('ours-meta') === undefined || oursCpu === undefined
+      ? {}
+      : { textCpuUsPerCall: oursCpu, metaCpuUsPerCall: cpuOf('ours-meta') }),
     ...(oursMeta !== undefined && ours !== undefined && ours > 0
       ? { metaOverText: oursMeta / ours }
       : {}),

@@ -84,6 +84,24 @@ export function formatTable(results: BenchResults): string {
       '  (ratios: median over the rounds of variant ÷ uncompressed in the same round; ops/s: median rounds; cpu µs: CPU time of the bench process per call, median round)',
     );
   }
+  const meta = results.workloads.filter((w) => w.summary.metaOverTextPaired !== undefined);
+  if (meta.length > 0) {
+    lines.push('');
+    const hm = `${pad("protocol: 'meta' against 'text'", 44)}${pad('text ops/s', 12, true)}${pad('meta ops/s', 12, true)}${pad('meta/text', 11, true)}${pad('round range', 14, true)}${pad('cpu µs text/meta', 19, true)}`;
+    lines.push(hm);
+    lines.push('-'.repeat(hm.length));
+    const us = (n: number | undefined): string => (n === undefined ? '—' : n.toFixed(2));
+    for (const w of meta) {
+      const s = w.summary;
+      const range = s.metaOverTextRange;
+      lines.push(
+        `${pad(w.title, 44)}${pad(s.ours === undefined ? '—' : int(s.ours), 12, true)}${pad(s.oursMeta === undefined ? '—' : int(s.oursMeta), 12, true)}${pad(`${s.metaOverTextPaired!.toFixed(2)}×`, 11, true)}${pad(range === undefined ? '—' : `${range[0].toFixed(2)}–${range[1].toFixed(2)}`, 14, true)}${pad(`${us(s.textCpuUsPerCall)} / ${us(s.metaCpuUsPerCall)}`, 19, true)}`,
+      );
+    }
+    lines.push(
+      '  (meta/text: median over the rounds of meta ÷ text in the same round; ops/s: median rounds; cpu µs: CPU time of the bench process per call, median round)',
+    );
+  }
   const tracing = results.workloads.filter(
     (w) => w.summary.oursTraced !== undefined || w.summary.oursOtel !== undefined,
   );
