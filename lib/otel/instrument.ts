@@ -145,6 +145,8 @@ export function instrumentMemcached(options: InstrumentMemcachedOptions = {}): (
     const live = c[LIVE];
     if (live === undefined) return;
     c[LIVE] = undefined;
+    // Measured before the span ends: the span processors (an exporter) are not the command.
+    const ended = performance.now();
     live.span.end();
     const attributes: Attributes = {
       'db.system.name': 'memcached',
@@ -153,7 +155,7 @@ export function instrumentMemcached(options: InstrumentMemcachedOptions = {}): (
     };
     if (c.serverPort !== undefined) attributes['server.port'] = c.serverPort;
     if (live.errorType !== undefined) attributes['error.type'] = live.errorType;
-    duration.record((performance.now() - live.started) / 1000, attributes);
+    duration.record((ended - live.started) / 1000, attributes);
     inFlight--;
     if (stopped && inFlight === 0) unsubscribeRest();
   };

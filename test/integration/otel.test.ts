@@ -328,6 +328,26 @@ describe('db.client.operation.duration', () => {
     expect(get.value.sum).toBeLessThan(spanSeconds * 2 + 0.0005);
   });
 
+  test('the histogram measures the command, not the span processors: a slow onEnd adds nothing to it', async () => {
+    const slowEnd: SpanProcessor = {
+      onStart: () => undefined,
+      onEnd: () => {
+        const until = performance.now() + 30;
+        while (performance.now() < until); // a slow exporter, synchronous
+      },
+      forceFlush: () => Promise.resolve(),
+      shutdown: () => Promise.resolve(),
+    };
+    instrument({ tracerProvider: new BasicTracerProvider({ spanProcessors: [slowEnd] }) });
+    const mc = client();
+    await mc.set('k', 1);
+    await mc.get('k');
+    const h = (await durationHistogram())!;
+    const get = h.dataPoints.find((p) => p.attributes['db.operation.name'] === 'get')!;
+    expect(get.value.count).toBe(1);
+    expect(get.value.sum).toBeLessThan(0.025);
+  });
+
   test('no points after the off function', async () => {
     instrument();
     const mc = client();
