@@ -358,9 +358,19 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** Injects random faults through the proxies until `running()` is false; clears them at the end. */
 export async function injectFaults(o: FaultOptions): Promise<void> {
   const max = o.maxFaults ?? 1_000_000;
+  // The kinds come from a shuffled deck, dealt again once empty: in random order, but every kind
+  // once in each run of FAULT_KINDS.length faults, so a short run still has each of them.
+  const deck: Array<(typeof FAULT_KINDS)[number]> = [];
   for (let n = 0; o.running() && n < max; n++) {
     const proxy = o.proxies[Math.floor(o.random() * o.proxies.length)]!;
-    const kind = FAULT_KINDS[Math.floor(o.random() * FAULT_KINDS.length)]!;
+    if (deck.length === 0) {
+      deck.push(...FAULT_KINDS);
+      for (let i = deck.length - 1; i > 0; i--) {
+        const j = Math.floor(o.random() * (i + 1));
+        [deck[i], deck[j]] = [deck[j]!, deck[i]!];
+      }
+    }
+    const kind = deck.pop()!;
     o.tally.faults[kind] = (o.tally.faults[kind] ?? 0) + 1;
     switch (kind) {
       case 'drop':
