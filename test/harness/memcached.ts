@@ -873,6 +873,19 @@ function connectTo(proc: MemcachedProcess): { socket: net.Socket; readyEvent: st
 }
 
 /**
+ * The value of `key` read with a raw text `get` on `server` (the full wire key), or undefined on
+ * a miss; any other reply throws.
+ */
+export async function rawGet(server: MemcachedProcess, key: string): Promise<string | undefined> {
+  const reply = await rawRequest(server, `get ${key}\r\n`);
+  const match = /^VALUE \S+ \d+ \d+\r\n([\s\S]*)\r\nEND\r\n$/.exec(reply);
+  if (match) return match[1];
+  if (reply !== 'END\r\n')
+    throw new Error(`unexpected reply to get ${key}: ${JSON.stringify(reply)}`);
+  return undefined;
+}
+
+/**
  * Sends raw bytes on a fresh connection (TLS when the server has TLS, verified
  * against its CA) and resolves the reply text (UTF-8) once `until` matches the
  * whole reply so far, or by default once every command in `bytes` has been

@@ -47,6 +47,7 @@ import {
 } from '../../lib/index.js';
 import {
   freePort,
+  rawGet,
   rawRequest,
   serverStats,
   startMemcached,
@@ -90,15 +91,6 @@ async function run(name: string): Promise<void> {
 
 async function runs(name: string): Promise<number> {
   return Number((await counter.get<string>(name)) ?? 0);
-}
-
-/** The raw `get` value of `key` on `server`, or undefined on a miss. */
-async function rawGet(server: MemcachedProcess, key: string): Promise<string | undefined> {
-  const reply = await rawRequest(server, `get ${key}\r\n`);
-  const match = /^VALUE \S+ \d+ \d+\r\n([\s\S]*)\r\nEND\r\n$/.exec(reply);
-  if (match) return match[1];
-  expect(reply).toBe('END\r\n');
-  return undefined;
 }
 
 async function getHits(server: MemcachedProcess): Promise<number> {

@@ -5,8 +5,7 @@
  * they fail the application's boot with MemcachedOptionsError naming `protocol`.
  */
 import 'reflect-metadata';
-import { Injectable, type INestApplicationContext, type ModuleMetadata } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { Injectable, type ModuleMetadata } from '@nestjs/common';
 import {
   Cacheable,
   CacheEvict,
@@ -16,12 +15,13 @@ import {
   MemcachedValueError,
 } from '../../lib/index.js';
 import { startMemcached, stopAllMemcached, type MemcachedProcess } from '../harness/memcached.js';
+import { TestApps } from '../harness/nest.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let server: MemcachedProcess;
 let admin: MemcachedClient;
-const open: INestApplicationContext[] = [];
+const apps = new TestApps();
 
 beforeAll(async () => {
   server = await startMemcached();
@@ -34,7 +34,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await Promise.all(open.splice(0).map((app) => app.close()));
+  await apps.closeAll();
 });
 
 afterAll(async () => {
@@ -42,21 +42,7 @@ afterAll(async () => {
   await stopAllMemcached();
 });
 
-async function boot(metadata: ModuleMetadata): Promise<INestApplicationContext> {
-  const moduleRef = await Test.createTestingModule(metadata).compile();
-  open.push(moduleRef);
-  await moduleRef.init();
-  return moduleRef;
-}
-
-async function bootError(metadata: ModuleMetadata): Promise<Error> {
-  try {
-    await boot(metadata);
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the application to fail to boot');
-}
+const { boot, bootError } = apps;
 
 @Injectable()
 class Products {

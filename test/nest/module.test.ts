@@ -39,7 +39,7 @@ import {
   type MemcachedOptionsFactory,
 } from '../../lib/index.js';
 import {
-  rawRequest,
+  rawGet,
   serverStats,
   startMemcached,
   startMemcacheds,
@@ -79,15 +79,6 @@ async function bootError(metadata: ModuleMetadata): Promise<Error> {
     return error as Error;
   }
   throw new Error('expected the application to fail to boot');
-}
-
-/** The raw `get` reply of `key` (full wire key) on `server`. */
-async function rawGet(server: MemcachedProcess, key: string): Promise<string | undefined> {
-  const reply = await rawRequest(server, `get ${key}\r\n`);
-  const match = /^VALUE \S+ \d+ \d+\r\n([\s\S]*)\r\nEND\r\n$/.exec(reply);
-  if (match) return match[1];
-  expect(reply).toBe('END\r\n');
-  return undefined;
 }
 
 let s1: MemcachedProcess;

@@ -11,7 +11,6 @@ import {
   type LoggerService,
   type ModuleMetadata,
 } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import {
   Cacheable,
   CacheEvict,
@@ -29,11 +28,11 @@ import {
   stopAllMemcached,
   type MemcachedProcess,
 } from '../harness/memcached.js';
-import { CaptureLogger } from '../harness/nest.js';
+import { CaptureLogger, TestApps } from '../harness/nest.js';
 import { PROTOCOLS } from '../harness/protocols.js';
 
 let server: MemcachedProcess;
-const open: INestApplicationContext[] = [];
+const apps = new TestApps();
 let run = 0;
 
 beforeAll(async () => {
@@ -41,7 +40,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  await Promise.all(open.splice(0).map((app) => app.close()));
+  await apps.closeAll();
 });
 
 afterAll(async () => {
@@ -49,24 +48,12 @@ afterAll(async () => {
   await stopAllMemcached();
 });
 
-async function boot(
+const boot = (
   metadata: ModuleMetadata,
   logger: LoggerService = new CaptureLogger(),
-): Promise<INestApplicationContext> {
-  const moduleRef = await Test.createTestingModule(metadata).setLogger(logger).compile();
-  open.push(moduleRef);
-  await moduleRef.init();
-  return moduleRef;
-}
-
-async function bootError(metadata: ModuleMetadata): Promise<Error> {
-  try {
-    await boot(metadata);
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the application to fail to boot');
-}
+): Promise<INestApplicationContext> => apps.boot(metadata, logger);
+const bootError = (metadata: ModuleMetadata): Promise<Error> =>
+  apps.bootError(metadata, new CaptureLogger());
 
 /** Keys and tags of this run: the server is never flushed. */
 const ns = (): string => `${process.pid}-${++run}`;
